@@ -1,0 +1,74 @@
+"""Loading a converted checkpoint into an XCiT backbone, loudly."""
+import logging
+from typing import Dict, Union
+
+import torch.nn as nn
+
+from .convert import convert_xcit_state_dict
+from .io import load_state_dict_file
+
+logger = logging.getLogger(__name__)
+
+
+def _log(msg: str, level: int = logging.INFO) -> None:
+    """Log through mmengine's current logger when there is one (it is what runs show)."""
+    try:
+        from mmengine.logging import print_log
+    except ImportError:
+        logger.log(level, msg)
+    else:
+        print_log(msg, logger='current', level=level)
+
+
+def describe_arch(state: Dict) -> str:
+    """Width, depth and patch size of an XCiT state dict, for error messages."""
+    width = state['blocks.0.norm1.weight'].shape[0] if 'blocks.0.norm1.weight' in state else '?'
+    depth = len({k.split('.')[1] for k in state if k.startswith('blocks.')})
+    stem_convs = len({k.split('.')[2] for k in state if k.startswith('patch_embed.proj.')})
+    patch = 2 ** stem_convs if stem_convs else '?'
+    return f'embed_dim={width}, {depth} blocks, patch_size={patch}'
+
+
+def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict[str, list]:
+    """Load an XCiT checkpoint of any supported format into ``model``.
+
+    Args:
+        model: An :class:`xcit_dense.XCiT` backbone.
+        checkpoint: A path or URL, or an already loaded checkpoint dict.
+
+    Returns:
+        ``dict(missing=[...], unexpected=[...])``: backbone keys the checkpoint lacked and
+        checkpoint keys the backbone has no use for (both are also logged).
+
+    Raises:
+        RuntimeError: No key of the checkpoint matches the backbone (it is not an XCiT
+            checkpoint), or tensors have other shapes (another XCiT variant).
+    """
+    source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
+    ckpt = load_state_dict_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
+    state, fmt = convert_xcit_state_dict(ckpt)
+    own = model.state_dict()
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise RuntimeError(
+            f'No key of checkpoint {source} matches the XCiT backbone, so nothing would be '
+            f'loaded. Checkpoint keys start with: {sorted(state)[:8]}; backbone keys start '
+            f'with: {sorted(own)[:8]}. Supported formats: the XCiT release, timm, mmpretrain '
+            'and XCiT detection/segmentation checkpoints.')
+    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in matched if state[k].shape != own[k].shape]
+    if mismatched:
+        raise RuntimeError(
+            f'Checkpoint {source} does not fit this XCiT architecture: it looks like '
+            f'{describe_arch(state)}, the model is {describe_arch(own)}. {len(mismatched)} '
+            'tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20]))
+    result = model.load_state_dict({k: state[k] for k in matched}, strict=False)
+    missing = list(result.missing_keys)
+    unexpected = [k for k in state if k not in own]
+    _log(f'Loaded {len(matched)} XCiT tensors from {source} ({fmt} format)')
+    if missing:
+        _log(f'Keys missing from {source} (left at their initialisation): {missing}',
+             logging.WARNING)
+    if unexpected:
+        _log(f'Keys of {source} the backbone does not use: {unexpected}', logging.WARNING)
+    return dict(missing=missing, unexpected=unexpected)

@@ -1,0 +1,3 @@
+from .safe_globals import allow_mmengine_checkpoint_classes
+
+__all__ = ['allow_mmengine_checkpoint_classes']

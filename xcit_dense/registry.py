@@ -1,0 +1,25 @@
+"""Registers xcit_dense's modules into mmdet's and mmseg's MODELS registries.
+
+Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
+``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
+``backbone=dict(type='XCiT', ...)`` under ``default_scope='mmdet'`` or ``'mmseg'``.
+"""
+import importlib
+
+from .models import XCiT
+
+BACKBONES = {'XCiT': XCiT}
+
+
+def register_all() -> list:
+    """Register the backbones in each installed OpenMMLab codebase; returns their names."""
+    scopes = []
+    for scope in ('mmdet', 'mmseg'):
+        try:
+            registry = importlib.import_module(f'{scope}.registry').MODELS
+        except ImportError:
+            continue
+        for name, module in BACKBONES.items():
+            registry.register_module(name=name, module=module, force=True)
+        scopes.append(scope)
+    return scopes
