@@ -6,11 +6,22 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup test demo lint clean
 
+DEMO_DET_CONFIG := configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py
+DEMO_DET_DIR := work_dirs/demo_det
+
 setup:
 	@VENV=$(VENV) bash tools/setup_env.sh
 
 test: setup
 	$(PY) -m pytest
+
+# Generate the toy shapes, train a small XCiT Mask R-CNN on CPU, evaluate bbox/segm mAP with
+# CocoMetric and draw the predictions into $(DEMO_DET_DIR)/*/vis/.
+demo: setup
+	$(PY) tools/make_toy_data.py coco data/toy_coco
+	$(PY) tools/train.py $(DEMO_DET_CONFIG) --work-dir $(DEMO_DET_DIR)
+	$(PY) tools/test.py $(DEMO_DET_CONFIG) $$(cat $(DEMO_DET_DIR)/last_checkpoint) \
+		--work-dir $(DEMO_DET_DIR) --show-dir vis
 
 lint: setup
 	$(PY) -m flake8 xcit_dense tools tests

@@ -1,4 +1,5 @@
-"""Registers xcit_dense's modules into mmdet's and mmseg's MODELS registries.
+"""Registers xcit_dense's modules into mmdet's and mmseg's MODELS registries (and its CPU
+DDP wrapper into mmengine's MODEL_WRAPPERS).
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -12,7 +13,12 @@ BACKBONES = {'XCiT': XCiT}
 
 
 def register_all() -> list:
-    """Register the backbones in each installed OpenMMLab codebase; returns their names."""
+    """Register the backbones in each installed OpenMMLab codebase, and the CPU DDP wrapper
+    in mmengine; returns the codebases' names."""
+    from mmengine.registry import MODEL_WRAPPERS
+
+    from .engine.distributed import CPUDistributedDataParallel
+    MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
     scopes = []
     for scope in ('mmdet', 'mmseg'):
         try:

@@ -125,17 +125,22 @@ class XCA(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Softmax-normalised cross-covariance (B, heads, d, d) of token-layout q, k (B, N, C)."""
+        """Softmax-normalised cross-covariance (B, heads, d, d) of token-layout q, k (B, N, C).
+
+        Computed in fp32 even under autocast: the un-normalised Gram sums over all N tokens
+        and would overflow fp16 at detection resolutions.
+        """
         B, N, C = q.shape
         h = self.num_heads
-        qh = q.unflatten(-1, (h, C // h)).transpose(1, 2)  # (B, h, N, d), a view
-        kh = k.unflatten(-1, (h, C // h)).transpose(1, 2)
-        gram = qh.transpose(-2, -1) @ kh  # (B, h, d, d)
-        # F.normalize(q, dim=tokens) divides by max(||q||, eps); apply it to the Gram instead.
-        q_norm = torch.linalg.vector_norm(qh, dim=-2).clamp_min(1e-12)  # (B, h, d)
-        k_norm = torch.linalg.vector_norm(kh, dim=-2).clamp_min(1e-12)
-        attn = gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2)) * self.temperature
-        return attn.softmax(dim=-1)
+        with torch.autocast(q.device.type, enabled=False):
+            qh = q.float().unflatten(-1, (h, C // h)).transpose(1, 2)  # (B, h, N, d)
+            kh = k.float().unflatten(-1, (h, C // h)).transpose(1, 2)
+            gram = qh.transpose(-2, -1) @ kh  # (B, h, d, d)
+            # F.normalize(q, dim=tokens) divides by max(||q||, eps): apply it to the Gram.
+            q_norm = torch.linalg.vector_norm(qh, dim=-2).clamp_min(1e-12)  # (B, h, d)
+            k_norm = torch.linalg.vector_norm(kh, dim=-2).clamp_min(1e-12)
+            attn = gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2)) * self.temperature
+            return attn.softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
@@ -145,8 +150,8 @@ class XCA(nn.Module):
         # out[n, o] = sum_{h,i} W[o, (h,i)] sum_j attn[h,i,j] v[n, (h,j)] = v[n] @ M, where
         # M[(h,j), o] = sum_i attn[h,i,j] W[o, (h,i)]: a C x C matrix per image.
         w = self.proj.weight.view(C, h, C // h)
-        mix = torch.einsum('bhij,ohi->bhjo', attn, w).reshape(B, C, C)
-        return torch.baddbmm(self.proj.bias, v, mix)
+        mix = torch.einsum('bhij,ohi->bhjo', attn, w.to(attn.dtype)).reshape(B, C, C)
+        return torch.baddbmm(self.proj.bias.to(v.dtype), v, mix.to(v.dtype))
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:

@@ -1,0 +1,11 @@
+# Mask R-CNN with an XCiT-T12/8 backbone (drop path as in the release).
+_base_ = './mask-rcnn_xcit-s12-p8_fpn.py'
+
+model = dict(
+    backbone=dict(
+        arch='tiny_12',
+        patch_size=8,
+        drop_path_rate=0.0,
+        init_cfg=dict(
+            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_tiny_12_p8_224.pth')),
+    neck=dict(in_channels=[192, 192, 192, 192]))

@@ -1,0 +1,7 @@
+# Mask R-CNN, XCiT-T12/16, FPN, multi-scale crop, 1x (12 epochs), COCO.
+_base_ = [
+    '../_base_/models/mask-rcnn_xcit-t12-p16_fpn.py',
+    '../_base_/datasets/coco_instance_ms-crop.py',
+    '../_base_/schedules/adamw_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]

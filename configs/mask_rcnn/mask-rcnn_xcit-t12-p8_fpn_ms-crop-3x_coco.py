@@ -1,0 +1,7 @@
+# Mask R-CNN, XCiT-T12/8, FPN, multi-scale crop, 3x (36 epochs), COCO.
+_base_ = [
+    '../_base_/models/mask-rcnn_xcit-t12-p8_fpn.py',
+    '../_base_/datasets/coco_instance_ms-crop.py',
+    '../_base_/schedules/adamw_3x.py',
+    'mmdet::_base_/default_runtime.py',
+]

@@ -1,0 +1,3 @@
+# Mask R-CNN with XCiT-S12/8 on COCO, the release's 3x multi-scale crop recipe:
+#   python tools/train.py configs/maskrcnn_xcit_s12_p8_coco.py
+_base_ = './mask_rcnn/mask-rcnn_xcit-s12-p8_fpn_ms-crop-3x_coco.py'

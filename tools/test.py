@@ -1,0 +1,84 @@
+"""Evaluate a trained detector (box/mask mAP) or segmentor (mIoU) on the test set.
+
+    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir vis]
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
+from xcit_dense.engine import check_datasets_exist, setup_launch
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the raw predictions to a pickle file (.pkl)')
+    parser.add_argument('--json-prefix', help='detection: also write the COCO-format results '
+                        'to PREFIX.bbox.json and PREFIX.segm.json (pycocotools loadRes format)')
+    parser.add_argument('--show-dir', help='save pictures of the predictions here (relative '
+                        'to the work dir\'s timestamped folder)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_visualization(cfg, show_dir: str) -> None:
+    """Turn on the codebase's visualisation hook (mmdet's or mmseg's) to draw predictions."""
+    hooks = cfg.default_hooks
+    name = 'visualization'
+    if name not in hooks:
+        raise RuntimeError('--show-dir needs a visualization hook in default_hooks')
+    hooks[name]['draw'] = True
+    hooks[name]['test_out_dir'] = show_dir
+    hooks[name].pop('show', None)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must be a .pkl file, got {args.out}')
+        cfg.test_evaluator = ([*cfg.test_evaluator] if isinstance(cfg.test_evaluator, list)
+                              else [cfg.test_evaluator])
+        dump = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
+        cfg.test_evaluator.append(dict(type=dump, out_file_path=args.out))
+    if args.json_prefix is not None:
+        evaluators = (cfg.test_evaluator if isinstance(cfg.test_evaluator, list)
+                      else [cfg.test_evaluator])
+        coco = [e for e in evaluators if e.get('type') == 'CocoMetric']
+        if not coco:
+            raise ValueError('--json-prefix needs a CocoMetric test evaluator')
+        for evaluator in coco:
+            evaluator['outfile_prefix'] = args.json_prefix
+
+    check_datasets_exist(cfg, loaders=('test_dataloader',))
+    setup_launch(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

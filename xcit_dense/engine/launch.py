@@ -1,0 +1,58 @@
+"""Adapting a config to the machine it runs on: CPU or GPU, one process or many."""
+import os
+import warnings
+
+import torch
+
+
+def _replace_sync_bn(node) -> int:
+    """Replace ``type='SyncBN'`` by ``'BN'`` everywhere in a config; returns how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_sync_bn(value)
+    return count
+
+
+def setup_launch(cfg, launcher: str = 'none') -> None:
+    """Make ``cfg`` run on this machine, in place.
+
+    * SyncBN needs several GPU processes: on CPU or in a single process it becomes BN, with a
+      warning (the statistics then come from each process's own batch).
+    * Distributed runs on CPU use gloo; the process group is created here because mmengine's
+      initialisation calls ``torch.cuda.set_device``, and the model is wrapped by
+      :class:`~xcit_dense.engine.distributed.CPUDistributedDataParallel`, since torch's DDP
+      rejects ``device_ids`` for CPU modules.
+    * AMP needs a GPU: asking for it on CPU is an error, not a silent fp32 run.
+    """
+    cuda = torch.cuda.is_available()
+    distributed = launcher != 'none'
+    if not (cuda and distributed):
+        replaced = _replace_sync_bn(cfg.model)
+        if replaced:
+            where = 'on CPU' if not cuda else 'in a single process'
+            warnings.warn(f'SyncBN needs distributed GPU training; {replaced} SyncBN layers '
+                          f'run as plain BN {where}.')
+    if (cfg.get('optim_wrapper') or {}).get('type') == 'AmpOptimWrapper' and not cuda:
+        raise RuntimeError('AMP (--amp or AmpOptimWrapper) needs a CUDA GPU; none is '
+                           'available. Train without --amp on CPU.')
+    if cuda:
+        return
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if distributed:
+        if launcher != 'pytorch':
+            raise RuntimeError(f'On CPU, distributed training uses torchrun '
+                               f"(--launcher pytorch), not --launcher {launcher}")
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
+        wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+        wrapper['type'] = 'CPUDistributedDataParallel'
+        cfg.model_wrapper_cfg = wrapper
+        os.environ.setdefault('LOCAL_RANK', '0')
