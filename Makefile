@@ -4,10 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo demo-seg lint clean
 
 DEMO_DET_CONFIG := configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py
 DEMO_DET_DIR := work_dirs/demo_det
+DEMO_SEG_CONFIG := configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py
+DEMO_SEG_DIR := work_dirs/demo_seg
 
 setup:
 	@VENV=$(VENV) bash tools/setup_env.sh
@@ -22,6 +24,14 @@ demo: setup
 	$(PY) tools/train.py $(DEMO_DET_CONFIG) --work-dir $(DEMO_DET_DIR)
 	$(PY) tools/test.py $(DEMO_DET_CONFIG) $$(cat $(DEMO_DET_DIR)/last_checkpoint) \
 		--work-dir $(DEMO_DET_DIR) --show-dir vis
+
+# Generate the toy ADE20k-layout data, train a small XCiT Semantic FPN on CPU, evaluate mIoU
+# with IoUMetric and draw the predictions into $(DEMO_SEG_DIR)/*/vis/.
+demo-seg: setup
+	$(PY) tools/make_toy_data.py ade data/toy_ade
+	$(PY) tools/train.py $(DEMO_SEG_CONFIG) --work-dir $(DEMO_SEG_DIR)
+	$(PY) tools/test.py $(DEMO_SEG_CONFIG) $$(cat $(DEMO_SEG_DIR)/last_checkpoint) \
+		--work-dir $(DEMO_SEG_DIR) --show-dir vis
 
 lint: setup
 	$(PY) -m flake8 xcit_dense tools tests

@@ -34,3 +34,23 @@ def test_mmengine_checkpoint_classes_load_with_weights_only(tmp_path):
     assert loaded['message_hub']['log_scalars']['train/loss'].mean() == pytest.approx(0.375)
     assert loaded['meta']['cfg'].a == 1 and loaded['meta']['seed'] == 3
     assert xcit_dense.__version__
+
+
+def test_allow_listed_getattr_reaches_only_history_buffer_methods(tmp_path):
+    """The pickled ``getattr`` that HistoryBuffer needs cannot fetch anything else."""
+    import pickle
+    from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer
+    for target, name in ((HistoryBuffer, '__init__'), (ConfigDict, 'merge_from_dict')):
+        path = tmp_path / 'sneaky.pth'
+        torch.save({'x': _Reduce(getattr, (target, name))}, path)
+        with pytest.raises(pickle.UnpicklingError, match='refused getattr'):
+            torch.load(path, weights_only=True)
+
+
+class _Reduce:
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args

@@ -20,11 +20,23 @@ def _replace_sync_bn(node) -> int:
     return count
 
 
+def fall_back_from_sync_bn(cfg, launcher: str = 'none') -> None:
+    """SyncBN needs several GPU processes: on CPU or in a single process it becomes BN, with a
+    warning (the statistics then come from each process's own batch)."""
+    cuda = torch.cuda.is_available()
+    if cuda and launcher != 'none':
+        return
+    replaced = _replace_sync_bn(cfg.model)
+    if replaced:
+        where = 'on CPU' if not cuda else 'in a single process'
+        warnings.warn(f'SyncBN needs distributed GPU training; {replaced} SyncBN layers '
+                      f'run as plain BN {where}.')
+
+
 def setup_launch(cfg, launcher: str = 'none') -> None:
     """Make ``cfg`` run on this machine, in place.
 
-    * SyncBN needs several GPU processes: on CPU or in a single process it becomes BN, with a
-      warning (the statistics then come from each process's own batch).
+    * SyncBN falls back to BN where it cannot run (:func:`fall_back_from_sync_bn`).
     * Distributed runs on CPU use gloo; the process group is created here because mmengine's
       initialisation calls ``torch.cuda.set_device``, and the model is wrapped by
       :class:`~xcit_dense.engine.distributed.CPUDistributedDataParallel`, since torch's DDP
@@ -33,12 +45,7 @@ def setup_launch(cfg, launcher: str = 'none') -> None:
     """
     cuda = torch.cuda.is_available()
     distributed = launcher != 'none'
-    if not (cuda and distributed):
-        replaced = _replace_sync_bn(cfg.model)
-        if replaced:
-            where = 'on CPU' if not cuda else 'in a single process'
-            warnings.warn(f'SyncBN needs distributed GPU training; {replaced} SyncBN layers '
-                          f'run as plain BN {where}.')
+    fall_back_from_sync_bn(cfg, launcher)
     if (cfg.get('optim_wrapper') or {}).get('type') == 'AmpOptimWrapper' and not cuda:
         raise RuntimeError('AMP (--amp or AmpOptimWrapper) needs a CUDA GPU; none is '
                            'available. Train without --amp on CPU.')

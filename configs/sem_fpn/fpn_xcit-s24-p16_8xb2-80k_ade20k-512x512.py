@@ -1,0 +1,12 @@
+# Semantic FPN, XCiT-S24/16, 80k iterations, ADE20k 512x512 crops.
+_base_ = './fpn_xcit-s12-p8_8xb2-80k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='small_24',
+        patch_size=16,
+        drop_path_rate=0.1,
+        init_cfg=dict(
+            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_24_p16_224.pth')),
+    neck=dict(in_channels=[384, 384, 384, 384], out_channels=384),
+    decode_head=dict(in_channels=[384, 384, 384, 384]))

@@ -1,0 +1,12 @@
+# UperNet, XCiT-M24/8, 160k iterations, ADE20k 512x512 crops.
+_base_ = './upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='medium_24',
+        patch_size=8,
+        drop_path_rate=0.15,
+        init_cfg=dict(
+            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_medium_24_p8_224.pth')),
+    decode_head=dict(in_channels=[512, 512, 512, 512]),
+    auxiliary_head=dict(in_channels=512))

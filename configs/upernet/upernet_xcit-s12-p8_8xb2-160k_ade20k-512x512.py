@@ -1,0 +1,9 @@
+# UperNet, XCiT-S12/8, 160k iterations, ADE20k 512x512 crops; 8 GPUs x 2 images.
+_base_ = [
+    '../_base_/models/upernet_xcit-s12-p8.py',
+    '../_base_/datasets/ade20k_8xb2.py',
+    '../_base_/schedules/adamw_poly-160k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+crop_size = (512, 512)
+model = dict(data_preprocessor=dict(size=crop_size))

@@ -1,0 +1,4 @@
+# UperNet, XCiT-S12/8, mixed precision (fp16 autocast, dynamic loss scaling; GPU only).
+# Any config can also be trained with AMP by `tools/train.py CONFIG --amp`.
+_base_ = './upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
+optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')

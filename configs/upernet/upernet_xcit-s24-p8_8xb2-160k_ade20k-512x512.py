@@ -1,0 +1,12 @@
+# UperNet, XCiT-S24/8, 160k iterations, ADE20k 512x512 crops.
+_base_ = './upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='small_24',
+        patch_size=8,
+        drop_path_rate=0.1,
+        init_cfg=dict(
+            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_24_p8_224.pth')),
+    decode_head=dict(in_channels=[384, 384, 384, 384]),
+    auxiliary_head=dict(in_channels=384))

@@ -1,0 +1,12 @@
+# UperNet, XCiT-T12/8, 160k iterations, ADE20k 512x512 crops.
+_base_ = './upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='tiny_12',
+        patch_size=8,
+        drop_path_rate=0.0,
+        init_cfg=dict(
+            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_tiny_12_p8_224.pth')),
+    decode_head=dict(in_channels=[192, 192, 192, 192]),
+    auxiliary_head=dict(in_channels=192))
