@@ -103,11 +103,28 @@ def test_invalid_patch_size():
 
 def test_drop_path_schedules():
     const = XCiT('nano_12', drop_path_rate=0.1)
-    assert [b.drop_path.drop_prob for b in const.blocks] == [0.1] * 12
+    assert [b.drop_path for b in const.blocks] == pytest.approx([0.1] * 12)
     linear = XCiT('nano_12', drop_path_rate=0.1, drop_path_schedule='linear')
-    assert isinstance(linear.blocks[0].drop_path, torch.nn.Identity)
-    assert linear.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
-    assert linear.blocks[6].drop_path.drop_prob == pytest.approx(0.1 * 6 / 11)
+    assert linear.blocks[0].drop_path == 0.
+    assert linear.blocks[-1].drop_path == pytest.approx(0.1)
+    assert linear.blocks[6].drop_path == pytest.approx(0.1 * 6 / 11)
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
+    from xcit_dense.models.xcit import XCABlock
+    block = XCABlock(16, num_heads=2, drop_path=0.5)
+    x = torch.randn(4000, 4, 16)
+    branch = torch.ones(4000, 4, 16)
+    gamma = torch.full((16,), 2.)
+    block.train()
+    out = block._residual(x, branch, gamma) - x
+    per_sample = out[:, 0, 0]
+    zero, four = per_sample.abs() < 1e-5, (per_sample - 4.).abs() < 1e-5
+    assert (zero | four).all() and zero.any()  # dropped, or kept as 2 * 2 / keep(0.5)
+    assert torch.allclose(out, per_sample[:, None, None].expand_as(out), atol=1e-5)
+    assert per_sample.mean().item() == pytest.approx(2., rel=0.1)  # unbiased
+    block.eval()
+    assert torch.equal(block._residual(x, branch, gamma), x + 2.)
 
 
 def test_frozen_stages_freeze_embedding_and_first_blocks():

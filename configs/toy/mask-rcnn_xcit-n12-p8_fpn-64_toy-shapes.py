@@ -36,6 +36,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(160, 160), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
@@ -58,7 +59,7 @@ val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instan
                      metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
-max_epochs = 24
+max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import Mlp, trunc_normal_
 
+from ..checkpoint import load_xcit_checkpoint
 from .norm import build_norm_layer
 from .pyramid import SimplePyramid
 
@@ -180,7 +181,11 @@ class LPI(nn.Module):
 
 class XCABlock(nn.Module):
     """XCA, LPI and MLP, each pre-normalised, LayerScaled and residual (in the release's
-    order: attention, LPI, MLP; the parameter names keep its gamma1/gamma3/gamma2)."""
+    order: attention, LPI, MLP; the parameter names keep its gamma1/gamma3/gamma2).
+
+    Each residual is one ``addcmul`` (x + branch * gamma), with stochastic depth folded into
+    the LayerScale as a per-sample factor.
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True,
                  drop_path: float = 0., eta: float = 1., norm_cfg: Dict = dict(type='BN')) -> None:
@@ -191,16 +196,22 @@ class XCABlock(nn.Module):
         self.local_mp = LPI(dim, norm_cfg=norm_cfg)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.drop_path = drop_path
         self.gamma1 = nn.Parameter(eta * torch.ones(dim))
         self.gamma3 = nn.Parameter(eta * torch.ones(dim))
         self.gamma2 = nn.Parameter(eta * torch.ones(dim))
 
+    def _residual(self, x: torch.Tensor, branch: torch.Tensor,
+                  gamma: torch.Tensor) -> torch.Tensor:
+        if self.training and self.drop_path > 0.:
+            keep = 1. - self.drop_path  # stochastic depth: drop whole samples' branches
+            gamma = gamma * x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
+        return torch.addcmul(x, branch, gamma.to(branch.dtype))
+
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        x = x + self.drop_path(self.gamma1 * self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.gamma3 * self.local_mp(self.norm3(x), H, W))
-        x = x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
-        return x
+        x = self._residual(x, self.attn(self.norm1(x)), self.gamma1)
+        x = self._residual(x, self.local_mp(self.norm3(x), H, W), self.gamma3)
+        return self._residual(x, self.mlp(self.norm2(x)), self.gamma2)
 
 
 class XCiT(nn.Module):
@@ -308,7 +319,6 @@ class XCiT(nn.Module):
         if cfg.pop('type', None) != 'Pretrained' or 'checkpoint' not in cfg:
             raise ValueError("XCiT init_cfg must be dict(type='Pretrained', checkpoint=PATH), "
                              f'got {self.init_cfg}')
-        from ..checkpoint import load_xcit_checkpoint
         load_xcit_checkpoint(self, cfg['checkpoint'])
 
     def _freeze_stages(self) -> None:

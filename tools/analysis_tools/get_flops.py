@@ -1,0 +1,86 @@
+"""FLOPs and parameters of a model (or its backbone alone) at a given input size.
+
+    python tools/analysis_tools/get_flops.py CONFIG --shape 800 1333 [--backbone-only]
+
+FLOPs are counted as multiply-adds (fvcore's and mmdet's convention; one multiply-add = one
+FLOP) by tracing the model on a random image of the given size; weights are not loaded.
+"""
+import argparse
+
+import torch
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import bmm_flop_jit
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import xcit_dense  # noqa: F401
+from xcit_dense.engine import fall_back_from_sync_bn
+
+
+def baddbmm_flop_jit(inputs, outputs):
+    """baddbmm(bias, a, b) costs what bmm(a, b) costs (the bias add is not a multiply-add)."""
+    return bmm_flop_jit(inputs[1:3], outputs)
+
+
+def build_model(config: str):
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    fall_back_from_sync_bn(cfg)
+    scope = cfg.get('default_scope', 'mmdet')
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg.model).eval(), scope
+
+
+def model_inputs(model, scope: str, H: int, W: int):
+    """The traced callable and its arguments: the backbone, or the model's tensor forward."""
+    image = torch.randn(1, 3, H, W)
+    meta = dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W), batch_input_shape=(H, W),
+                scale_factor=(1., 1.), padding_size=[0, 0, 0, 0])
+    if scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+        samples = [SegDataSample(metainfo=meta)]
+    else:
+        from mmdet.structures import DetDataSample
+        samples = [DetDataSample(metainfo=meta)]
+    return (lambda x: model(x, samples, mode='tensor')), (image,)
+
+
+def count_flops(module, args) -> int:
+    analyzer = FlopAnalyzer(module, args).set_op_handle('aten::baddbmm', baddbmm_flop_jit)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analyzer.total()
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, fn, owner):
+        super().__init__()
+        self.fn, self.owner = fn, owner
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
+    parser.add_argument('--backbone-only', action='store_true')
+    args = parser.parse_args()
+    model, scope = build_model(args.config)
+    H, W = args.shape
+    with torch.no_grad():
+        if args.backbone_only:
+            target, inputs = model.backbone, (torch.randn(1, 3, H, W),)
+        else:
+            fn, inputs = model_inputs(model, scope, H, W)
+            target = _Wrap(fn, model)
+        flops = count_flops(target, inputs)
+    params = parameter_count(model.backbone if args.backbone_only else model)['']
+    what = 'backbone' if args.backbone_only else type(model).__name__
+    print(f'{what} of {args.config} at {H}x{W}: {flops / 1e9:.1f} GFLOPs (multiply-adds), '
+          f'{params / 1e6:.2f} M parameters')
+
+
+if __name__ == '__main__':
+    main()
