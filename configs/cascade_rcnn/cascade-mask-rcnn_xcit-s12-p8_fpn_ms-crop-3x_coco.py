@@ -4,18 +4,6 @@ _base_ = [
     '../_base_/datasets/coco_instance_ms-crop.py',
     '../_base_/schedules/adamw_3x.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/models/xcit-s12-p8.py',
 ]
-custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='XCiT',
-        arch='small_12',
-        patch_size=8,
-        drop_path_rate=0.05,
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p8_224.pth')),
-    neck=dict(in_channels=[384, 384, 384, 384]))
+model = dict(backbone={{_base_.xcit_backbone}}, neck=dict(in_channels=[384, 384, 384, 384]))

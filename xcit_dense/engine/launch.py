@@ -1,8 +1,26 @@
-"""Adapting a config to the machine it runs on: CPU or GPU, one process or many."""
+"""Loading a run's config and adapting it to the machine: CPU or GPU, one process or many."""
 import os
+import os.path as osp
 import warnings
+from typing import Optional
 
 import torch
+from mmengine.config import Config
+
+
+def load_run_config(path: str, cfg_options: Optional[dict] = None,
+                    work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+    """A config with command-line overrides applied and a work dir set (the command line's,
+    the config's, or ``work_dirs/<config name>``), as mmdet's and mmseg's tools do."""
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
 
 
 def _replace_sync_bn(node) -> int:

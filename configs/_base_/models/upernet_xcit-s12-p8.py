@@ -1,20 +1,10 @@
 # UperNet with an XCiT-S12/8 backbone, as in the XCiT release: UPerHead with 512 channels and
 # pool scales (1, 2, 3, 6), auxiliary FCNHead on the third level (256 channels, weight 0.4).
-_base_ = 'mmseg::_base_/models/upernet_r50.py'
-custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
+_base_ = ['mmseg::_base_/models/upernet_r50.py', './xcit-s12-p8.py']
 
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='XCiT',
-        arch='small_12',
-        patch_size=8,
-        drop_path_rate=0.05,
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p8_224.pth')),
+    backbone={{_base_.xcit_backbone}},
     decode_head=dict(in_channels=[384, 384, 384, 384], pool_scales=(1, 2, 3, 6), channels=512,
                      num_classes=150),
     auxiliary_head=dict(in_channels=384, in_index=2, channels=256, num_classes=150,

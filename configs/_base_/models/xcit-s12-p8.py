@@ -1,0 +1,15 @@
+# The XCiT-S12/8 backbone as the release configures it for detection and segmentation, for
+# configs to plug in with `backbone={{_base_.xcit_backbone}}`. Variants override arch,
+# patch_size, drop_path_rate and the checkpoint.
+custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
+
+xcit_backbone = dict(
+    _delete_=True,  # replaces the base config's ResNet
+    type='XCiT',
+    arch='small_12',
+    patch_size=8,
+    drop_path_rate=0.05,
+    norm_cfg=dict(type='SyncBN'),  # 8 GPUs x 2 images; tools/ fall back to BN on CPU
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p8_224.pth'))
