@@ -2,6 +2,7 @@
 and mmseg's IoUMetric, and tools/test.py's result files."""
 import glob
 import json
+import numbers
 import os
 import pickle
 import subprocess
@@ -50,7 +51,7 @@ def test_detection_train_then_val_gives_numeric_coco_map(trained_detector):
     runner, work_dir = trained_detector
     metrics = runner.val_loop.run()
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
-        assert isinstance(metrics[key], float) and 0.0 <= metrics[key] <= 1.0
+        assert isinstance(metrics[key], numbers.Real) and 0.0 <= metrics[key] <= 1.0
     assert os.path.isfile(work_dir / 'epoch_1.pth')
 
 
@@ -91,5 +92,25 @@ def test_segmentation_train_then_val_gives_numeric_miou(tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.val_loop.run()
-    assert isinstance(metrics['mIoU'], float) and 0.0 <= metrics['mIoU'] <= 100.0
+    assert isinstance(metrics['mIoU'], numbers.Real) and 0.0 <= metrics['mIoU'] <= 100.0
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
+
+
+def test_infer_tool_draws_predictions_and_rejects_bad_images(trained_detector, toy_coco,
+                                                             tmp_path):
+    _, work_dir = trained_detector
+    image = toy_coco + 'val/000001.png'
+    out = tmp_path / 'pred.png'
+    proc = subprocess.run([sys.executable, 'tools/infer.py', DET_CONFIG,
+                           str(work_dir / 'epoch_1.pth'), image, '--out-file', str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from PIL import Image
+    assert Image.open(out).size == Image.open(image).size
+    broken = tmp_path / 'broken.png'
+    broken.write_bytes(b'\x89PNG\r\n\x1a\n not really')
+    proc = subprocess.run([sys.executable, 'tools/infer.py', DET_CONFIG,
+                           str(work_dir / 'epoch_1.pth'), str(broken)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert f"Image '{broken}' cannot be decoded" in proc.stderr
