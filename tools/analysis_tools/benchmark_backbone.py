@@ -1,0 +1,301 @@
+"""Backbone speed and memory across input sizes, side by side, with a CSV and a log-log plot.
+
+    python tools/analysis_tools/benchmark_backbone.py                       # CPU, fp32
+    python tools/analysis_tools/benchmark_backbone.py --device cuda --dtype bf16
+
+Models (each measured in a fresh subprocess, so peak memory is its own):
+    xcit    xcit_dense's XCiT backbone (blocks and pyramid), presets from --archs;
+    timm    timm's Xcit with the same weights, ``forward_intermediates`` at the same indices;
+    vit     a global-attention ViT of the same width, depth and patch size (timm, position
+            embeddings interpolated to the input);
+    swin    Swin-T from mmdet (when mmdet is installed).
+
+Time is the median forward time of ``--runs`` runs after ``--warmup`` runs. Memory is the peak
+over the forward passes above what the model and input already held: on CPU the rise of the
+process's peak RSS, on GPU ``torch.cuda.max_memory_allocated``. A model whose estimated time at
+a size exceeds ``--max-seconds`` (quadratic attention) is skipped and its estimate recorded.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+SIZES = ['512x512', '1024x1024', '1536x1536', '2048x2048', '2160x3840']
+SWIN_T = dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7)
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    h, _, w = text.partition('x')
+    return int(h), int(w or h)
+
+
+def xcit_macs(arch: Dict, patch_size: int, H: int, W: int) -> int:
+    """Multiply-adds of the XCiT backbone (stem, blocks, pyramid) on an H x W image."""
+    C, depth, heads = arch['embed_dim'], arch['depth'], arch['num_heads']
+    Hp, Wp = math.ceil(H / patch_size), math.ceil(W / patch_size)
+    N = Hp * Wp
+    stem, c_in, h, w = 0, 3, H, W
+    widths = [C // 2 ** i for i in reversed(range(int(math.log2(patch_size))))]
+    for c_out in widths:
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+        stem += 9 * c_in * c_out * h * w
+        c_in = c_out
+    pos = 64 * C * N
+    d = C // heads
+    # qkv, cross-covariance, (attention folded into) projection, LPI, MLP; and per image the
+    # d x d attention folded into the C x C projection
+    block = (3 * C * C + C * d + C * C + 2 * 9 * C + 8 * C * C) * N + C * C * d
+    # 2x2 deconvs: p8 one at stride 8; p16 two for stride 4 (the second on 4x the pixels)
+    # and one for stride 8
+    deconv_pixels = {8: N, 16: N + 4 * N + N}[patch_size]
+    pyramid = 4 * C * C * deconv_pixels
+    return stem + pos + depth * block + pyramid
+
+
+def mm_gflops_per_s(arch: Dict, patch_size: int, H: int, W: int, device: str,
+                    runs: int = 3) -> float:
+    """What ``torch.mm`` reaches on this machine for the block's four matrix products at this
+    size (qkv, projection, MLP in and out: nearly all of XCiT's FLOPs), in GFLOP/s."""
+    C = arch['embed_dim']
+    N = math.ceil(H / patch_size) * math.ceil(W / patch_size)
+    flops, seconds = 0, 0.
+    for k, n in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):
+        a = torch.randn(N, k, device=device)
+        b = torch.randn(k, n, device=device)
+        times = []
+        for _ in range(runs + 1):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            if device.startswith('cuda'):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        flops += 2 * N * k * n
+        seconds += statistics.median(times[1:])
+    return flops / seconds / 1e9
+
+
+def build(model: str, arch_name: str, patch_size: int):
+    """The model to time and a function running it on an image batch."""
+    import timm
+    from xcit_dense.models import XCiT
+    from xcit_dense.models.xcit import resolve_arch
+    torch.manual_seed(0)
+    if model == 'swin':
+        from mmdet.models.backbones import SwinTransformer
+        swin = SwinTransformer(**SWIN_T)
+        return swin, swin
+    arch = resolve_arch(arch_name)
+    if model in ('xcit', 'timm'):
+        ref = timm.create_model(f"xcit_{arch_name}_p{patch_size}_224")
+        if model == 'timm':
+            indices = list(XCiT(arch_name, patch_size=patch_size).out_indices)
+            return ref, lambda x: ref.forward_intermediates(x, indices=indices,
+                                                            intermediates_only=True)
+        ours = XCiT(arch_name, patch_size=patch_size)
+        ours.load_state_dict(ref.state_dict(), strict=False)
+        return ours, ours
+    if model == 'vit':
+        vit = timm.models.VisionTransformer(
+            img_size=224, patch_size=patch_size, embed_dim=arch['embed_dim'],
+            depth=arch['depth'], num_heads=arch['embed_dim'] // 64, class_token=False,
+            global_pool='', dynamic_img_size=True, num_classes=0)
+        indices = list(XCiT(arch_name, patch_size=patch_size).out_indices)
+        return vit, lambda x: vit.forward_intermediates(x, indices=indices,
+                                                        intermediates_only=True)
+    raise ValueError(f'unknown model {model}')
+
+
+def _rss_peak_kb() -> Tuple[int, int]:
+    """(current RSS, peak RSS) of this process in kB, from /proc."""
+    values = {}
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(('VmRSS', 'VmHWM')):
+                key, value = line.split(':')
+                values[key] = int(value.split()[0])
+    return values['VmRSS'], values['VmHWM']
+
+
+def measure(model: str, arch: str, patch_size: int, size: str, device: str, dtype: str,
+            runs: int, warmup: int, threads: int) -> Dict:
+    """Run in the child process: time and peak memory of one model at one size."""
+    torch.set_num_threads(threads)
+    net, fn = build(model, arch, patch_size)
+    net.eval()  # (some backbones' train() returns None)
+    net.to(device)
+    H, W = parse_size(size)
+    x = torch.randn(1, 3, H, W, device=device)
+    autocast = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[dtype]
+    cuda = device.startswith('cuda')
+
+    def run():
+        with torch.inference_mode(), torch.autocast(device.split(':')[0], dtype=autocast,
+                                                     enabled=autocast is not None):
+            out = fn(x)
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base, _ = _rss_peak_kb()
+        base *= 1024
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        out = run()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+        del out
+    peak = torch.cuda.max_memory_allocated() if cuda else _rss_peak_kb()[1] * 1024
+    row = dict(model=model, arch=f'{arch}_p{patch_size}' if model != 'swin' else 'swin_t',
+               size=size, pixels=H * W, device=device, dtype=dtype,
+               time_s=statistics.median(times), peak_mem_mb=(peak - base) / 2 ** 20)
+    if model == 'xcit':
+        from xcit_dense.models.xcit import resolve_arch
+        arch_cfg = resolve_arch(arch)
+        row['gflops'] = 2 * xcit_macs(arch_cfg, patch_size, H, W) / 1e9
+        row['gflops_per_s'] = row['gflops'] / row['time_s']
+        if dtype == 'fp32':
+            row['mm_gflops_per_s'] = mm_gflops_per_s(arch_cfg, patch_size, H, W, device)
+            row['mm_efficiency'] = row['gflops_per_s'] / row['mm_gflops_per_s']
+    return row
+
+
+def run_child(args, model: str, arch: str, patch_size: int, size: str) -> Optional[Dict]:
+    cmd = [sys.executable, __file__, '--child', json.dumps(dict(
+        model=model, arch=arch, patch_size=patch_size, size=size, device=args.device,
+        dtype=args.dtype, runs=args.runs, warmup=args.warmup, threads=args.threads))]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    if proc.returncode != 0:
+        reason = 'out of memory' if proc.returncode in (-9, 137) else proc.stderr[-300:]
+        print(f'  {model} {arch} {size}: failed ({reason.strip()})')
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plot(rows: List[Dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    series = sorted({(r['model'], r['arch']) for r in rows})
+    for model, arch in series:
+        pts = sorted((r['pixels'], r['time_s'], r['peak_mem_mb']) for r in rows
+                     if (r['model'], r['arch']) == (model, arch))
+        px = [p[0] for p in pts]
+        style = '-' if model == 'xcit' else '--'
+        axes[0].loglog(px, [p[1] for p in pts], style, marker='o', label=f'{model} {arch}')
+        axes[1].loglog(px, [max(p[2], 1e-3) for p in pts], style, marker='o',
+                       label=f'{model} {arch}')
+    for ax, ylabel in zip(axes, ('forward time (s)', 'peak memory (MB)')):
+        ax.set_xlabel('pixels')
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which='both', alpha=0.3)
+    axes[0].legend(fontsize=8)
+    dev = rows[0]['device'] if rows else ''
+    fig.suptitle(f'Backbone forward, batch 1, {dev} {rows[0]["dtype"] if rows else ""}')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--archs', nargs='+', default=['small_12:8', 'small_12:16'],
+                        help='XCiT presets as ARCH:PATCH (also used for timm and vit)')
+    parser.add_argument('--models', nargs='+', default=['xcit', 'timm', 'vit', 'swin'])
+    parser.add_argument('--sizes', nargs='+', default=SIZES, help='HxW (or one side)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--max-seconds', type=float, default=120.,
+                        help='skip a model at a size where its estimated time exceeds this')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(**json.loads(args.child))))
+        return
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows, skipped = [], []
+    sizes = sorted(args.sizes, key=lambda s: math.prod(parse_size(s)))
+    for model in args.models:
+        archs = [('swin_t', 0)] if model == 'swin' else [
+            (a.split(':')[0], int(a.split(':')[1])) for a in args.archs]
+        for arch, patch in archs:
+            last = None
+            for size in sizes:
+                pixels = math.prod(parse_size(size))
+                if last is not None:  # attention is quadratic for vit: extrapolate first
+                    power = 2 if model == 'vit' else 1
+                    estimate = last['time_s'] * (pixels / last['pixels']) ** power
+                    if estimate > args.max_seconds:
+                        skipped.append(dict(model=model, arch=f'{arch}_p{patch}', size=size,
+                                            estimated_s=round(estimate, 1)))
+                        print(f'  skip {model} {arch} p{patch} {size}: estimated '
+                              f'{estimate:.0f} s > --max-seconds')
+                        continue
+                row = run_child(args, model, arch, patch, size)
+                if row is None:
+                    continue
+                rows.append(row)
+                last = row
+                print(f"  {row['model']:5s} {row['arch']:12s} {size:>10s}: "
+                      f"{row['time_s']:8.3f} s {row['peak_mem_mb']:9.1f} MB")
+    fields = ['model', 'arch', 'size', 'pixels', 'device', 'dtype', 'time_s', 'peak_mem_mb',
+              'gflops', 'gflops_per_s', 'mm_gflops_per_s', 'mm_efficiency']
+    csv_path = os.path.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}_'
+                                          f'{args.dtype}.csv')
+    with open(csv_path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    png_path = csv_path[:-4] + '.png'
+    plot(rows, png_path)
+    print(f'\nWrote {csv_path} and {png_path}')
+    print_ratios(rows, skipped)
+
+
+def print_ratios(rows: List[Dict], skipped: List[Dict]) -> None:
+    index = {(r['model'], r['arch'], r['size']): r for r in rows}
+    print('\nratios (other / xcit_dense; > 1 means xcit_dense is faster or smaller):')
+    for (model, arch, size), row in sorted(index.items()):
+        if model != 'xcit':
+            continue
+        if 'mm_efficiency' in row:
+            print(f"  {arch} {size}: {row['gflops_per_s']:.1f} GFLOP/s, "
+                  f"{100 * row['mm_efficiency']:.0f}% of torch.mm at the same sizes")
+        for other in ('timm', 'vit'):
+            o = index.get((other, arch, size))
+            if o:
+                print(f'  {arch} {size}: {other} time x{o["time_s"] / row["time_s"]:.2f}, '
+                      f'memory x{o["peak_mem_mb"] / max(row["peak_mem_mb"], 1e-6):.2f}')
+    print('\ngrowth from the smallest to each size (pixels ratio in brackets):')
+    for model, arch in sorted({(r['model'], r['arch']) for r in rows}):
+        pts = sorted((r['pixels'], r['time_s'], r['peak_mem_mb'], r['size']) for r in rows
+                     if (r['model'], r['arch']) == (model, arch))
+        p0, t0, m0, _ = pts[0]
+        for p, t, m, size in pts[1:]:
+            print(f'  {model} {arch} {size} (x{p / p0:.0f} pixels): time x{t / t0:.1f}, '
+                  f'memory x{m / max(m0, 1e-6):.1f}')
+    for s in skipped:
+        print(f"  skipped {s['model']} {s['arch']} {s['size']}: estimated {s['estimated_s']} s")
+
+
+if __name__ == '__main__':
+    main()
