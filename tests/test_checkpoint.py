@@ -54,9 +54,13 @@ def release_imagenet(timm_state):
 
 
 def mmpretrain_layout(timm_state):
-    """mmpretrain's XCiT key names (ConvModule stem and LPI, FFN, xca_layers)."""
+    """mmpretrain's XCiT key names (ConvModule stem and LPI, FFN, xca_layers; checked against
+    mmpretrain 1.2's ``XCiT.state_dict()``), with its classifier outside the backbone."""
     out = {}
     for k, v in timm_state.items():
+        if k.startswith('head.'):
+            out['head.fc.' + k[len('head.'):]] = v
+            continue
         k = re.sub(r'^blocks\.', 'xca_layers.', re.sub(r'^cls_attn_blocks\.', 'ca_layers.', k))
         k = k.replace('mlp.fc1.', 'ffn.layers.0.0.').replace('mlp.fc2.', 'ffn.layers.1.')
         k = k.replace('local_mp.conv1.', 'local_mp.conv1.conv.')
