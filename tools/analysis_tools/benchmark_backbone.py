@@ -4,7 +4,9 @@
     python tools/analysis_tools/benchmark_backbone.py --device cuda --dtype bf16
 
 Models (each measured in a fresh subprocess, so peak memory is its own):
-    xcit    xcit_dense's XCiT backbone (blocks and pyramid), presets from --archs;
+    xcit    xcit_dense's XCiT trunk (``forward_blocks``: the block outputs at ``out_indices``
+            as NCHW maps, before the pyramid, i.e. the work timm's model does), presets from
+            --archs;
     timm    timm's Xcit with the same weights, ``forward_intermediates`` at the same indices;
     vit     a global-attention ViT of the same width, depth and patch size (timm, position
             embeddings interpolated to the input);
@@ -37,8 +39,9 @@ def parse_size(text: str) -> Tuple[int, int]:
     return int(h), int(w or h)
 
 
-def xcit_macs(arch: Dict, patch_size: int, H: int, W: int) -> int:
-    """Multiply-adds of the XCiT backbone (stem, blocks, pyramid) on an H x W image."""
+def xcit_macs(arch: Dict, patch_size: int, H: int, W: int, pyramid: bool = True) -> int:
+    """Multiply-adds of the XCiT backbone (stem, blocks and, if ``pyramid``, the pyramid
+    adapters) on an H x W image."""
     C, depth, heads = arch['embed_dim'], arch['depth'], arch['num_heads']
     Hp, Wp = math.ceil(H / patch_size), math.ceil(W / patch_size)
     N = Hp * Wp
@@ -56,8 +59,7 @@ def xcit_macs(arch: Dict, patch_size: int, H: int, W: int) -> int:
     # 2x2 deconvs: p8 one at stride 8; p16 two for stride 4 (the second on 4x the pixels)
     # and one for stride 8
     deconv_pixels = {8: N, 16: N + 4 * N + N}[patch_size]
-    pyramid = 4 * C * C * deconv_pixels
-    return stem + pos + depth * block + pyramid
+    return stem + pos + depth * block + (4 * C * C * deconv_pixels if pyramid else 0)
 
 
 def mm_gflops_per_s(arch: Dict, patch_size: int, H: int, W: int, device: str,
@@ -101,7 +103,7 @@ def build(model: str, arch_name: str, patch_size: int):
                                                             intermediates_only=True)
         ours = XCiT(arch_name, patch_size=patch_size)
         ours.load_state_dict(ref.state_dict(), strict=False)
-        return ours, ours
+        return ours, ours.forward_blocks
     if model == 'vit':
         vit = timm.models.VisionTransformer(
             img_size=224, patch_size=patch_size, embed_dim=arch['embed_dim'],
@@ -165,7 +167,7 @@ def measure(model: str, arch: str, patch_size: int, size: str, device: str, dtyp
     if model == 'xcit':
         from xcit_dense.models.xcit import resolve_arch
         arch_cfg = resolve_arch(arch)
-        row['gflops'] = 2 * xcit_macs(arch_cfg, patch_size, H, W) / 1e9
+        row['gflops'] = 2 * xcit_macs(arch_cfg, patch_size, H, W, pyramid=False) / 1e9
         row['gflops_per_s'] = row['gflops'] / row['time_s']
         if dtype == 'fp32':
             row['mm_gflops_per_s'] = mm_gflops_per_s(arch_cfg, patch_size, H, W, device)
