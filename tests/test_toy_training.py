@@ -94,6 +94,14 @@ def test_segmentation_train_then_val_gives_numeric_miou(tmp_path):
     metrics = runner.val_loop.run()
     assert isinstance(metrics['mIoU'], numbers.Real) and 0.0 <= metrics['mIoU'] <= 100.0
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
+    # tools/test.py draws every test image of a segmentation config too
+    config = tmp_path / 'toy_seg.py'
+    cfg.dump(str(config))
+    subprocess.run([sys.executable, 'tools/test.py', str(config),
+                    str(tmp_path / 'seg_run' / 'iter_2.pth'), '--show-dir', 'vis'],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert len(glob.glob(str(tmp_path / 'seg_run' / 'vis' / '**' / '*.png'),
+                         recursive=True)) == 4
 
 
 def test_infer_tool_draws_predictions_and_rejects_bad_images(trained_detector, toy_coco,

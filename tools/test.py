@@ -21,8 +21,9 @@ def parse_args():
     parser.add_argument('--out', help='dump the raw predictions to a pickle file (.pkl)')
     parser.add_argument('--json-prefix', help='detection: also write the COCO-format results '
                         'to PREFIX.bbox.json and PREFIX.segm.json (pycocotools loadRes format)')
-    parser.add_argument('--show-dir', help='save pictures of the predictions here (relative '
-                        'to the work dir\'s timestamped folder)')
+    parser.add_argument('--show-dir', help='save pictures of the predictions in this folder '
+                        '(detection: inside the run\'s timestamped folder; segmentation: '
+                        'inside the work dir)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -34,14 +35,17 @@ def parse_args():
 
 
 def enable_visualization(cfg, show_dir: str) -> None:
-    """Turn on the codebase's visualisation hook (mmdet's or mmseg's) to draw predictions."""
-    hooks = cfg.default_hooks
-    name = 'visualization'
-    if name not in hooks:
+    """Turn on the codebase's visualisation hook to draw the predictions: mmdet's hook writes to
+    ``test_out_dir`` (inside the run's folder), mmseg's through the visualizer's ``save_dir``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
         raise RuntimeError('--show-dir needs a visualization hook in default_hooks')
-    hooks[name]['draw'] = True
-    hooks[name]['test_out_dir'] = show_dir
-    hooks[name].pop('show', None)
+    hook['draw'] = True
+    if cfg.get('default_scope') == 'mmseg':
+        hook['interval'] = 1  # every test image, not one in 50
+        cfg.visualizer['save_dir'] = os.path.join(cfg.work_dir, show_dir)
+    else:
+        hook['test_out_dir'] = show_dir
 
 
 def main():
