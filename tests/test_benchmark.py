@@ -44,8 +44,8 @@ def test_analytic_flops_match_a_traced_count():
     for arch, patch in (('nano_12', 8), ('tiny_24', 16)):
         model = XCiT(arch, patch_size=patch).eval()
         x = torch.randn(1, 3, 96, 160)
-        analyzer = FlopAnalyzer(model, (x,)).set_op_handle('aten::baddbmm',
-                                                            flops.baddbmm_flop_jit)
+        analyzer = FlopAnalyzer(model, (x,))
+        analyzer.set_op_handle('aten::baddbmm', flops.baddbmm_flop_jit)
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         traced = analyzer.total()
         analytic = bench.xcit_macs(model.arch, patch, 96, 160)

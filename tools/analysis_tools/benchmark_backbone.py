@@ -139,8 +139,8 @@ def measure(model: str, arch: str, patch_size: int, size: str, device: str, dtyp
     cuda = device.startswith('cuda')
 
     def run():
-        with torch.inference_mode(), torch.autocast(device.split(':')[0], dtype=autocast,
-                                                     enabled=autocast is not None):
+        amp = torch.autocast(device.split(':')[0], dtype=autocast, enabled=autocast is not None)
+        with torch.inference_mode(), amp:
             out = fn(x)
         if cuda:
             torch.cuda.synchronize()
