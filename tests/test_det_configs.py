@@ -30,7 +30,7 @@ def build_detector(path):
 
 def test_configs_are_found():
     assert 'configs/maskrcnn_xcit_s12_p8_coco.py' in DET_CONFIGS
-    assert len([c for c in DET_CONFIGS if c.startswith('configs/mask_rcnn/')]) == 17
+    assert len([c for c in DET_CONFIGS if c.startswith('configs/mask_rcnn/')]) == 19
 
 
 @pytest.mark.parametrize('path', DET_CONFIGS)
@@ -40,7 +40,7 @@ def test_config_builds_and_predicts(path):
     assert cfg.default_scope == 'mmdet'
     model.eval()
     backbone = model.backbone
-    assert type(backbone).__name__ == 'XCiT'
+    assert type(backbone).__name__ in ('XCiT', 'CrossViT')
     assert list(cfg.model.neck.in_channels) == list(backbone.out_channels)
     packed = demo_mm_inputs(1, [[3, 96, 128]], num_classes=3, with_mask=True)
     with torch.no_grad():

@@ -1,12 +1,13 @@
-"""xcit_dense: XCiT backbones for detection and segmentation on OpenMMLab 3.x.
+"""xcit_dense: XCiT (and CrossViT, for comparison) backbones for detection and segmentation on
+OpenMMLab 3.x.
 
 Importing the package registers its modules into mmdet and mmseg (when installed) and
 allow-lists mmengine's checkpoint classes for torch's ``weights_only`` loading.
 """
 import importlib.util
 
-from .checkpoint import load_xcit_checkpoint
-from .models import XCiT
+from .checkpoint import load_crossvit_checkpoint, load_xcit_checkpoint
+from .models import CrossViT, XCiT
 from .version import __version__
 
 if importlib.util.find_spec('mmengine') is not None:
@@ -16,4 +17,5 @@ if importlib.util.find_spec('mmengine') is not None:
     register_all()
     allow_mmengine_checkpoint_classes()
 
-__all__ = ['XCiT', 'load_xcit_checkpoint', '__version__']
+__all__ = ['CrossViT', 'XCiT', 'load_crossvit_checkpoint', 'load_xcit_checkpoint',
+           '__version__']

@@ -3,13 +3,14 @@ DDP wrapper into mmengine's MODEL_WRAPPERS).
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
-``backbone=dict(type='XCiT', ...)`` under ``default_scope='mmdet'`` or ``'mmseg'``.
+``backbone=dict(type='XCiT', ...)`` (or ``'CrossViT'``) under ``default_scope='mmdet'`` or
+``'mmseg'``.
 """
 import importlib
 
-from .models import XCiT
+from .models import CrossViT, XCiT
 
-BACKBONES = {'XCiT': XCiT}
+BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
 
 
 def register_all() -> list:

@@ -1,6 +1,6 @@
-"""Loading a converted checkpoint into an XCiT backbone, loudly."""
+"""Loading a converted checkpoint into a backbone (XCiT, CrossViT), loudly."""
 import logging
-from typing import Dict, Union
+from typing import Callable, Dict, Tuple, Union
 
 import torch.nn as nn
 
@@ -29,6 +29,59 @@ def describe_arch(state: Dict) -> str:
     return f'embed_dim={width}, {depth} blocks, patch_size={patch}'
 
 
+def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
+                             convert_fn: Callable[[Dict], Tuple[Dict, str]],
+                             describe_fn: Callable[[Dict], str], name: str,
+                             formats: str) -> Dict[str, list]:
+    """Load a checkpoint into a backbone, loudly: the loader behind each model family's.
+
+    Args:
+        model: The backbone.
+        checkpoint: A path or URL, or an already loaded checkpoint dict.
+        convert_fn: Turns the checkpoint into ``(state dict with the backbone's key names,
+            name of the detected format)``.
+        describe_fn: Summarises the architecture of a state dict (widths, depths...) for the
+            error raised when the tensors do not fit.
+        name: The model family in messages (``'XCiT'``).
+        formats: The supported formats, in words, for the error raised when nothing matches.
+
+    Returns:
+        ``dict(missing=[...], unexpected=[...])``: backbone keys the checkpoint lacked and
+        checkpoint keys the backbone has no use for (both are also logged).
+
+    Raises:
+        RuntimeError: No key of the checkpoint matches the backbone (it is a checkpoint of
+            another model), or tensors have other shapes (another variant).
+    """
+    source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
+    ckpt = load_state_dict_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
+    state, fmt = convert_fn(ckpt)
+    own = model.state_dict()
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise RuntimeError(
+            f'No key of checkpoint {source} matches the {name} backbone, so nothing would be '
+            f'loaded. Checkpoint keys start with: {sorted(state)[:8]}; backbone keys start '
+            f'with: {sorted(own)[:8]}. Supported formats: {formats}.')
+    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in matched if state[k].shape != own[k].shape]
+    if mismatched:
+        raise RuntimeError(
+            f'Checkpoint {source} does not fit this {name} architecture: it looks like '
+            f'{describe_fn(state)}, the model is {describe_fn(own)}. {len(mismatched)} '
+            'tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20]))
+    result = model.load_state_dict({k: state[k] for k in matched}, strict=False)
+    missing = list(result.missing_keys)
+    unexpected = [k for k in state if k not in own]
+    _log(f'Loaded {len(matched)} {name} tensors from {source} ({fmt} format)')
+    if missing:
+        _log(f'Keys missing from {source} (left at their initialisation): {missing}',
+             logging.WARNING)
+    if unexpected:
+        _log(f'Keys of {source} the backbone does not use: {unexpected}', logging.WARNING)
+    return dict(missing=missing, unexpected=unexpected)
+
+
 def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict[str, list]:
     """Load an XCiT checkpoint of any supported format into ``model``.
 
@@ -44,31 +97,7 @@ def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict
         RuntimeError: No key of the checkpoint matches the backbone (it is not an XCiT
             checkpoint), or tensors have other shapes (another XCiT variant).
     """
-    source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
-    ckpt = load_state_dict_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
-    state, fmt = convert_xcit_state_dict(ckpt)
-    own = model.state_dict()
-    matched = [k for k in state if k in own]
-    if not matched:
-        raise RuntimeError(
-            f'No key of checkpoint {source} matches the XCiT backbone, so nothing would be '
-            f'loaded. Checkpoint keys start with: {sorted(state)[:8]}; backbone keys start '
-            f'with: {sorted(own)[:8]}. Supported formats: the XCiT release, timm, mmpretrain '
-            'and XCiT detection/segmentation checkpoints.')
-    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-                  for k in matched if state[k].shape != own[k].shape]
-    if mismatched:
-        raise RuntimeError(
-            f'Checkpoint {source} does not fit this XCiT architecture: it looks like '
-            f'{describe_arch(state)}, the model is {describe_arch(own)}. {len(mismatched)} '
-            'tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20]))
-    result = model.load_state_dict({k: state[k] for k in matched}, strict=False)
-    missing = list(result.missing_keys)
-    unexpected = [k for k in state if k not in own]
-    _log(f'Loaded {len(matched)} XCiT tensors from {source} ({fmt} format)')
-    if missing:
-        _log(f'Keys missing from {source} (left at their initialisation): {missing}',
-             logging.WARNING)
-    if unexpected:
-        _log(f'Keys of {source} the backbone does not use: {unexpected}', logging.WARNING)
-    return dict(missing=missing, unexpected=unexpected)
+    return load_backbone_checkpoint(
+        model, checkpoint, convert_xcit_state_dict, describe_arch, name='XCiT',
+        formats='the XCiT release, timm, mmpretrain and XCiT detection/segmentation '
+                'checkpoints')

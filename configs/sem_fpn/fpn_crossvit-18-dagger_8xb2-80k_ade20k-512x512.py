@@ -1,0 +1,12 @@
+# Semantic FPN, CrossViT-18†, 80k iterations, ADE20k 512x512 crops; 8 GPUs x 2 images: the
+# XCiT recipe.
+_base_ = [
+    '../_base_/models/fpn_crossvit-18-dagger.py',
+    '../_base_/datasets/ade20k_8xb2.py',
+    '../_base_/schedules/adamw_poly-80k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+crop_size = (512, 512)
+model = dict(data_preprocessor=dict(size=crop_size))
+# CrossViT's class tokens, like the position embeddings, get no weight decay.
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone.cls_token': dict(decay_mult=0.)}))

@@ -1,0 +1,278 @@
+"""The CrossViT backbone: equivalence with timm, shapes, checkpoints, registry, toy training."""
+import math
+import numbers
+import os
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from xcit_dense.checkpoint import convert_crossvit_state_dict, load_crossvit_checkpoint
+from xcit_dense.models import CrossViT
+from xcit_dense.models.crossvit import ARCH_ZOO
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DET_CONFIG = 'configs/toy/mask-rcnn_crossvit-tiny_fpn-64_toy-shapes.py'
+SEG_CONFIG = 'configs/toy/fpn_crossvit-tiny_toy-ade-128x128.py'
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """Perturb every LayerNorm, bias, class token and position embedding, so equivalence
+    cannot pass by symmetry of the default initialisation (LayerNorms 1/0, biases 0)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 or name.startswith(('cls_token', 'pos_embed')):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize('arch', ['tiny', '9_dagger'])
+def test_branches_match_timm_forward_intermediates(arch):
+    """At timm's native 240 x 240, with timm's non-overlapping patches, both branches' maps
+    are timm's. timm resizes the large-patch branch's input to 224; the dense backbone does
+    not, so the reference is timm's model built without that resize (``img_scale=(1, 1)``,
+    a 15 x 15 large-patch grid)."""
+    ref = randomize(timm.create_model(f'crossvit_{arch}_240', img_scale=(1.0, 1.0))).eval()
+    model = CrossViT(dict(ARCH_ZOO[arch], pos_grids=(20, 15)), patch_strides=(12, 16)).eval()
+    result = model.load_state_dict(ref.state_dict(), strict=False)
+    assert all(k.startswith('pyramid.') for k in result.missing_keys)
+    assert all(k.startswith(('norm.', 'head.')) for k in result.unexpected_keys)
+    x = torch.randn(2, 3, 240, 240)
+    last = len(ref.blocks) - 1
+    with torch.no_grad():
+        expected = ref.forward_intermediates(x, indices=[last, 2 * last + 1],
+                                             intermediates_only=True)
+        actual = model.forward_branches(x)
+    for e, a, width, grid in zip(expected, actual, model.embed_dim, (20, 15)):
+        assert a.shape == e.shape == (2, width, grid, grid)
+        assert (a - e).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('strides,multiple', [((8, 16), 16), ((12, 16), 48)])
+@pytest.mark.parametrize('H,W', [(240, 240), (100, 75), (64, 200)])
+def test_output_shapes_and_strides(strides, multiple, H, W):
+    model = CrossViT('tiny', patch_strides=strides).eval()
+    assert model.out_strides == (4, 8, 16, 32)
+    assert model.out_channels == (96, 96, 192, 192)
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, H, W))
+    Hp, Wp = math.ceil(H / multiple) * multiple, math.ceil(W / multiple) * multiple
+    assert [tuple(o.shape) for o in outs] == [
+        (1, c, math.ceil(Hp / s), math.ceil(Wp / s))
+        for c, s in zip(model.out_channels, model.out_strides)]
+    assert all(o.is_contiguous() for o in outs)
+
+
+def test_pyramid_ops_and_norms():
+    ops = [[type(m).__name__ for m in level] for level in CrossViT('tiny').pyramid]
+    assert ops == [['ConvTranspose2d', 'BatchNorm2d'], ['BatchNorm2d'], ['BatchNorm2d'],
+                   ['MaxPool2d', 'BatchNorm2d']]
+    timm_patches = CrossViT('tiny', patch_strides=(12, 16),
+                            norm_cfg=dict(type='GN', num_groups=8)).pyramid
+    assert [[type(m).__name__ for m in level] for level in timm_patches] == [
+        ['ConvTranspose2d', 'GroupNorm'], ['ConvTranspose2d', 'MaxPool2d', 'GroupNorm'],
+        ['GroupNorm'], ['MaxPool2d', 'GroupNorm']]
+    assert timm_patches[0][0].stride == (3, 3) and timm_patches[1][1].kernel_size == 2
+    sync = CrossViT('tiny', norm_cfg=dict(type='SyncBN'))
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in sync.modules()) == 4
+
+
+def test_padding_only_adds_rows_and_columns():
+    model = CrossViT('tiny').eval()
+    x = torch.randn(1, 3, 64, 96)
+    x[..., 60:, :] = 0
+    x[..., :, 90:] = 0
+    with torch.no_grad():
+        full = model.forward_branches(x)
+        padded = model.forward_branches(x[..., :60, :90])
+    for a, b in zip(full, padded):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_arch_names_and_errors():
+    with pytest.raises(KeyError, match=r"Unknown CrossViT arch '18_daggr'; valid names are "
+                                       r"\['15', '15_dagger', '15_dagger_408', '18', "
+                                       r"'18_dagger', '18_dagger_408', '9', '9_dagger', "
+                                       r"'base', 'small', 'tiny'\]"):
+        CrossViT('18_daggr')
+    assert CrossViT('crossvit_tiny_240').embed_dim == (96, 192)  # timm's model names
+    with pytest.raises(KeyError, match=r"missing \['depth', 'mlp_ratio', 'num_heads'\]"):
+        CrossViT(dict(embed_dim=(64, 128)))
+    with pytest.raises(ValueError, match=r'patch_strides must be one of \(\(8, 16\), '
+                                         r'\(12, 16\)\), got \(16, 16\)'):
+        CrossViT('tiny', patch_strides=(16, 16))
+
+
+def test_frozen_stages():
+    model = CrossViT('tiny', frozen_stages=1)
+    model.train()
+    assert not any(p.requires_grad for p in model.patch_embed.parameters())
+    assert not model.pos_embed_0.requires_grad and not model.cls_token_1.requires_grad
+    assert not any(p.requires_grad for p in model.blocks[0].parameters())
+    assert all(p.requires_grad for p in model.blocks[1].parameters())
+    assert not model.blocks[0].training and model.blocks[1].training
+
+
+@pytest.fixture(scope='module')
+def timm_state():
+    """A randomly initialised timm CrossViT-Ti (norms, biases and tokens perturbed)."""
+    torch.manual_seed(0)
+    return randomize(timm.create_model('crossvit_tiny_240')).state_dict()
+
+
+@pytest.fixture(scope='module')
+def reference(timm_state):
+    """Backbone outputs with the timm weights loaded directly, pyramid weights fixed."""
+    torch.manual_seed(1)
+    model = CrossViT('tiny').eval()
+    pyramid = {k: v.clone() for k, v in model.state_dict().items() if k.startswith('pyramid.')}
+    model.load_state_dict({**timm_state, **pyramid}, strict=False)
+    x = torch.randn(1, 3, 80, 112)
+    with torch.no_grad():
+        return x, pyramid, model(x)
+
+
+def release_layout(timm_state):
+    """The CrossViT release's names: parameter lists ``pos_embed.0``, ``cls_token.0``."""
+    state = {k.replace('pos_embed_', 'pos_embed.').replace('cls_token_', 'cls_token.'): v
+             for k, v in timm_state.items()}
+    return {'model': state}
+
+
+def dense_layout(timm_state, pyramid):
+    """An mmdet checkpoint of the backbone: ``backbone.*`` beside the neck, wrapped."""
+    state = {'backbone.' + k: v for k, v in timm_state.items()
+             if not k.startswith(('norm.', 'head.'))}
+    state.update({'backbone.' + k: v for k, v in pyramid.items()})
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 96, 1, 1)
+    return {'state_dict': state, 'meta': {'epoch': 12}}
+
+
+@pytest.mark.parametrize('fmt', ['timm.pth', 'timm.safetensors', 'crossvit.pth', 'dense.pth'])
+def test_checkpoint_formats_match_direct_loading(fmt, timm_state, reference, tmp_path):
+    x, pyramid, expected = reference
+    path = str(tmp_path / fmt)
+    if fmt == 'timm.safetensors':
+        save_file(timm_state, path)
+    else:
+        builders = {'timm.pth': lambda s: s, 'crossvit.pth': release_layout,
+                    'dense.pth': lambda s: dense_layout(s, pyramid)}
+        torch.save(builders[fmt](timm_state), path)
+    model = CrossViT('tiny').eval()  # a fresh pyramid: fixed below unless the file has one
+    if fmt != 'dense.pth':
+        model.load_state_dict(pyramid, strict=False)
+    info = load_crossvit_checkpoint(model, path)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model(x), expected))
+    assert info['unexpected'] == []  # final norms and heads are dropped, not reported
+    assert sorted(info['missing']) == ([] if fmt == 'dense.pth' else sorted(
+        k for k in pyramid if not k.endswith('num_batches_tracked')))
+
+
+def test_detected_formats(timm_state):
+    assert convert_crossvit_state_dict(timm_state)[1] == 'timm'
+    assert convert_crossvit_state_dict(release_layout(timm_state))[1] == 'crossvit'
+    assert convert_crossvit_state_dict(dense_layout(timm_state, {}))[1] == 'crossvit-dense'
+
+
+def test_init_cfg_pretrained_loads_in_init_weights(timm_state, reference, tmp_path):
+    x, pyramid, expected = reference
+    path = str(tmp_path / 'timm.pth')
+    torch.save(timm_state, path)
+    model = CrossViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.load_state_dict(pyramid, strict=False)
+    model.init_weights()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model.eval()(x), expected))
+
+
+def test_checkpoint_without_crossvit_keys_is_an_error(tmp_path):
+    path = str(tmp_path / 'xcit.pth')
+    torch.save({'state_dict': {'blocks.0.attn.temperature': torch.ones(4, 1, 1),
+                               'pos_embeder.token_projection.weight': torch.zeros(1)}}, path)
+    with pytest.raises(RuntimeError, match=r'No key of checkpoint .*xcit\.pth matches the '
+                                           r"CrossViT backbone.*'blocks.0.attn.temperature'.*"
+                                           r'Supported formats: timm'):
+        load_crossvit_checkpoint(CrossViT('tiny'), path)
+
+
+def test_checkpoint_of_another_variant_lists_the_mismatches(tmp_path):
+    path = str(tmp_path / 'crossvit_9.pth')
+    torch.save(CrossViT('9').state_dict(), path)
+    with pytest.raises(RuntimeError, match=r'does not fit this CrossViT architecture: it looks '
+                                           r'like embed_dim=\(128, 256\), 3 multi-scale blocks '
+                                           r'of \(1, 3\) blocks, mlp_ratio=\(3.0, 3.0\), linear '
+                                           r'patch embedding, position grids \(20, 14\), the '
+                                           r'model is embed_dim=\(96, 192\), 3 multi-scale '
+                                           r'blocks of \(1, 4\) blocks, mlp_ratio=\(4.0, 4.0\).*'
+                                           r'\n  pos_embed_0: checkpoint \(1, 401, 128\) vs '
+                                           r'model \(1, 401, 96\)'):
+        load_crossvit_checkpoint(CrossViT('tiny'), path)
+    path = str(tmp_path / 'crossvit_tiny_408.pth')  # same widths, other position grids
+    torch.save(CrossViT(dict(ARCH_ZOO['tiny'], pos_grids=(34, 24))).state_dict(), path)
+    with pytest.raises(RuntimeError, match=r'position grids \(34, 24\), the model is .*'
+                                           r'position grids \(20, 14\)\. 2 tensors'):
+        load_crossvit_checkpoint(CrossViT('tiny'), path)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_type_crossvit_resolves_under_each_default_scope(scope):
+    import importlib
+
+    from mmengine.registry import MODELS, DefaultScope
+
+    import xcit_dense  # noqa: F401
+    assert importlib.import_module(f'{scope}.registry').MODELS.get('CrossViT') is CrossViT
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(dict(type='CrossViT', arch='tiny', patch_strides=(12, 16)))
+    assert isinstance(model, CrossViT) and model.patch_strides == (12, 16)
+
+
+def toy_cfg(config, data_root, work_dir):
+    """A toy config on a small generated dataset, in-process loaders, validation only when
+    called (the test runs it once itself)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(ROOT, config))
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = data_root
+        loader.num_workers, loader.persistent_workers = 0, False
+    cfg.train_cfg.val_begin = 10 ** 6
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+def test_toy_detection_trains_and_gives_numeric_coco_map(tmp_path):
+    from mmengine.runner import Runner
+
+    from xcit_dense.datasets import generate_toy_coco
+    data_root = str(tmp_path / 'toy_coco') + '/'
+    generate_toy_coco(data_root, num_train=8, num_val=4, seed=1)
+    cfg = toy_cfg(DET_CONFIG, data_root, tmp_path / 'det_run')
+    cfg.val_evaluator.ann_file = data_root + 'annotations/instances_val.json'
+    cfg.train_cfg.max_epochs = 1  # 2 iterations of 4 images
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # a barely trained model: keep every detection
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.log_scalars['train/loss'].data[0]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    metrics = runner.val_loop.run()
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert isinstance(metrics[key], numbers.Real) and 0.0 <= metrics[key] <= 1.0
+
+
+def test_toy_segmentation_trains_and_gives_numeric_miou(tmp_path):
+    from mmengine.runner import Runner
+
+    from xcit_dense.datasets import generate_toy_ade
+    data_root = str(tmp_path / 'toy_ade')
+    generate_toy_ade(data_root, num_train=8, num_val=4, seed=1)
+    cfg = toy_cfg(SEG_CONFIG, data_root, tmp_path / 'seg_run')
+    cfg.train_cfg.max_iters = 2
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.log_scalars['train/loss'].data[0]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    metrics = runner.val_loop.run()
+    assert isinstance(metrics['mIoU'], numbers.Real) and 0.0 <= metrics['mIoU'] <= 100.0
+    assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
