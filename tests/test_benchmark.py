@@ -22,14 +22,14 @@ def load_tool(name, path):
 
 def test_benchmark_writes_csv_and_plot_for_every_model(tmp_path):
     proc = subprocess.run(
-        [sys.executable, TOOL, '--archs', 'nano_12:16', '--sizes', '96x128', '--runs',
-         '1', '--warmup', '0', '--out-dir', str(tmp_path)],
+        [sys.executable, TOOL, '--archs', 'nano_12:16', '--crossvit-archs', 'tiny', '--sizes',
+         '96x128', '--runs', '1', '--warmup', '0', '--out-dir', str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(tmp_path / 'benchmark_cpu_fp32.csv') as f:
         rows = list(csv.DictReader(f))
     assert {(r['model'], r['size']) for r in rows} == {
-        (m, '96x128') for m in ('xcit', 'timm', 'vit', 'swin')}
+        (m, '96x128') for m in ('xcit', 'timm', 'vit', 'swin', 'crossvit')}
     assert all(float(r['time_s']) > 0 for r in rows)
     xcit = [r for r in rows if r['model'] == 'xcit']
     assert all(0 < float(r['mm_efficiency']) for r in xcit)

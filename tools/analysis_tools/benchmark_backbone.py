@@ -10,7 +10,10 @@ Models (each measured in a fresh subprocess, so peak memory is its own):
     timm    timm's Xcit with the same weights, ``forward_intermediates`` at the same indices;
     vit     a global-attention ViT of the same width, depth and patch size (timm, position
             embeddings interpolated to the input);
-    swin    Swin-T from mmdet (when mmdet is installed).
+    swin    Swin-T from mmdet (when mmdet is installed);
+    crossvit  xcit_dense's CrossViT trunk (``forward_branches``: both branches' maps before
+            the pyramid), presets from --crossvit-archs (ARCH or ARCH:STRIDE, STRIDE the
+            small-patch branch's, 8 by default or timm's 12).
 
 Time is the median forward time of ``--runs`` runs after ``--warmup`` runs. Memory is the peak
 over the forward passes above what the model and input already held: on CPU the rise of the
@@ -84,16 +87,26 @@ def mm_gflops_per_s(arch: Dict, patch_size: int, H: int, W: int, device: str,
     return flops / seconds / 1e9
 
 
+def label(model: str, arch: str, patch_size: int) -> str:
+    """The ``arch`` column: preset and patch size (CrossViT: small-branch stride)."""
+    if model == 'swin':
+        return 'swin_t'
+    return f'{arch}_s{patch_size}' if model == 'crossvit' else f'{arch}_p{patch_size}'
+
+
 def build(model: str, arch_name: str, patch_size: int):
     """The model to time and a function running it on an image batch."""
     import timm
-    from xcit_dense.models import XCiT
+    from xcit_dense.models import CrossViT, XCiT
     from xcit_dense.models.xcit import resolve_arch
     torch.manual_seed(0)
     if model == 'swin':
         from mmdet.models.backbones import SwinTransformer
         swin = SwinTransformer(**SWIN_T)
         return swin, swin
+    if model == 'crossvit':
+        crossvit = CrossViT(arch_name, patch_strides=(patch_size, 16))
+        return crossvit, crossvit.forward_branches
     arch = resolve_arch(arch_name)
     if model in ('xcit', 'timm'):
         ref = timm.create_model(f"xcit_{arch_name}_p{patch_size}_224")
@@ -161,9 +174,9 @@ def measure(model: str, arch: str, patch_size: int, size: str, device: str, dtyp
             times.append(time.perf_counter() - start)
         del out
     peak = torch.cuda.max_memory_allocated() if cuda else _rss_peak_kb()[1] * 1024
-    row = dict(model=model, arch=f'{arch}_p{patch_size}' if model != 'swin' else 'swin_t',
-               size=size, pixels=H * W, device=device, dtype=dtype,
-               time_s=statistics.median(times), peak_mem_mb=(peak - base) / 2 ** 20)
+    row = dict(model=model, arch=label(model, arch, patch_size), size=size, pixels=H * W,
+               device=device, dtype=dtype, time_s=statistics.median(times),
+               peak_mem_mb=(peak - base) / 2 ** 20)
     if model == 'xcit':
         from xcit_dense.models.xcit import resolve_arch
         arch_cfg = resolve_arch(arch)
@@ -217,7 +230,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--archs', nargs='+', default=['small_12:8', 'small_12:16'],
                         help='XCiT presets as ARCH:PATCH (also used for timm and vit)')
-    parser.add_argument('--models', nargs='+', default=['xcit', 'timm', 'vit', 'swin'])
+    parser.add_argument('--crossvit-archs', nargs='+', default=['18_dagger'],
+                        help='CrossViT presets as ARCH or ARCH:STRIDE (small-branch stride, '
+                             '8 or 12)')
+    parser.add_argument('--models', nargs='+',
+                        default=['xcit', 'timm', 'vit', 'swin', 'crossvit'])
     parser.add_argument('--sizes', nargs='+', default=SIZES, help='HxW (or one side)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'])
@@ -237,19 +254,24 @@ def main():
     rows, skipped = [], []
     sizes = sorted(args.sizes, key=lambda s: math.prod(parse_size(s)))
     for model in args.models:
-        archs = [('swin_t', 0)] if model == 'swin' else [
-            (a.split(':')[0], int(a.split(':')[1])) for a in args.archs]
+        if model == 'swin':
+            archs = [('swin_t', 0)]
+        elif model == 'crossvit':
+            archs = [(a.partition(':')[0], int(a.partition(':')[2] or 8))
+                     for a in args.crossvit_archs]
+        else:
+            archs = [(a.split(':')[0], int(a.split(':')[1])) for a in args.archs]
         for arch, patch in archs:
             last = None
             for size in sizes:
                 pixels = math.prod(parse_size(size))
-                if last is not None:  # attention is quadratic for vit: extrapolate first
-                    power = 2 if model == 'vit' else 1
+                if last is not None:  # global attention is quadratic: extrapolate first
+                    power = 2 if model in ('vit', 'crossvit') else 1
                     estimate = last['time_s'] * (pixels / last['pixels']) ** power
                     if estimate > args.max_seconds:
-                        skipped.append(dict(model=model, arch=f'{arch}_p{patch}', size=size,
-                                            estimated_s=round(estimate, 1)))
-                        print(f'  skip {model} {arch} p{patch} {size}: estimated '
+                        skipped.append(dict(model=model, arch=label(model, arch, patch),
+                                            size=size, estimated_s=round(estimate, 1)))
+                        print(f'  skip {model} {label(model, arch, patch)} {size}: estimated '
                               f'{estimate:.0f} s > --max-seconds')
                         continue
                 row = run_child(args, model, arch, patch, size)
@@ -257,7 +279,7 @@ def main():
                     continue
                 rows.append(row)
                 last = row
-                print(f"  {row['model']:5s} {row['arch']:12s} {size:>10s}: "
+                print(f"  {row['model']:8s} {row['arch']:14s} {size:>10s}: "
                       f"{row['time_s']:8.3f} s {row['peak_mem_mb']:9.1f} MB")
     fields = ['model', 'arch', 'size', 'pixels', 'device', 'dtype', 'time_s', 'peak_mem_mb',
               'gflops', 'gflops_per_s', 'mm_gflops_per_s', 'mm_efficiency']
