@@ -6,11 +6,32 @@ import timm
 import torch
 
 from xcit_dense.models import ARCH_ZOO, XCiT
-from xcit_dense.models.xcit import DEFAULT_OUT_INDICES
+from xcit_dense.models.xcit import DEFAULT_OUT_INDICES, ConvPatchEmbed, XCABlock
 
 
-@pytest.mark.parametrize('arch,patch_size', [('small_12', 8), ('small_12', 16), ('tiny_24', 16)])
-def test_blocks_match_timm_forward_intermediates(arch, patch_size, randomize):
+def stream_in_small_chunks(monkeypatch) -> dict:
+    """Make CPU inference stream test-sized inputs in many small chunks and bands (ragged
+    last ones included); returns counters of the streamed calls."""
+    monkeypatch.setattr(XCABlock, 'STREAM_TOKENS', 40)
+    monkeypatch.setattr(XCABlock, 'BAND_TOKENS', 50)
+    monkeypatch.setattr(ConvPatchEmbed, 'BAND_TOKENS', 30)
+    calls = dict(blocks=0, stem=0)
+    for cls, key in ((XCABlock, 'blocks'), (ConvPatchEmbed, 'stem')):
+        streamed = cls.forward_streamed
+
+        def counted(self, *args, _streamed=streamed, _key=key):
+            calls[_key] += 1
+            return _streamed(self, *args)
+        monkeypatch.setattr(cls, 'forward_streamed', counted)
+    return calls
+
+
+@pytest.mark.parametrize('arch,patch_size,streamed', [
+    ('small_12', 8, False), ('small_12', 16, False), ('tiny_24', 16, False),
+    ('small_12', 8, True), ('tiny_24', 16, True)])
+def test_blocks_match_timm_forward_intermediates(arch, patch_size, streamed, randomize,
+                                                 monkeypatch):
+    calls = stream_in_small_chunks(monkeypatch) if streamed else None
     ref = randomize(timm.create_model(f'xcit_{arch}_p{patch_size}_224')).eval()
     model = XCiT(arch, patch_size=patch_size).eval()
     result = model.load_state_dict(ref.state_dict(), strict=False)
@@ -20,10 +41,42 @@ def test_blocks_match_timm_forward_intermediates(arch, patch_size, randomize):
         expected = ref.forward_intermediates(x, indices=list(model.out_indices),
                                              intermediates_only=True)
         actual = model.forward_blocks(x)
+    if streamed:
+        assert calls == dict(blocks=model.out_indices[-1] + 1, stem=1)
     assert len(actual) == 4
     for e, a in zip(expected, actual):
         assert a.shape == e.shape == (2, model.embed_dim, 12, 16)
         assert (a - e).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('patch_size', [8, 16])
+def test_streamed_inference_equals_the_unchunked_forward(patch_size, randomize, monkeypatch):
+    model = randomize(XCiT('tiny_12', patch_size=patch_size)).eval()
+    x = torch.randn(2, 3, 13 * patch_size + 3, 11 * patch_size)  # padded, odd grid
+    with torch.no_grad():
+        whole = model(x)  # 14 x 11 tokens: fewer than one default chunk, so not streamed
+    calls = stream_in_small_chunks(monkeypatch)
+    with torch.no_grad():
+        streamed = model(x)
+    assert calls == dict(blocks=12, stem=1)
+    for a, b in zip(whole, streamed):
+        assert a.shape == b.shape
+        assert (a - b).abs().max().item() <= 1e-5 * b.abs().max().item()
+
+
+def test_streaming_only_in_cpu_inference_with_batch_norms(monkeypatch):
+    calls = stream_in_small_chunks(monkeypatch)
+    x = torch.randn(1, 3, 96, 96)
+    gn_model = XCiT('nano_12', patch_size=8, norm_cfg=dict(type='GN', num_groups=8)).eval()
+    model = XCiT('nano_12', patch_size=8)
+    with torch.no_grad():
+        gn_model(x)  # GroupNorm needs whole-map statistics
+        model.train()(x)  # so does BatchNorm in training mode
+    model.eval()(x)  # autograd needs the whole intermediates
+    assert calls == dict(blocks=0, stem=0)
+    with torch.no_grad():
+        model(x)
+    assert calls == dict(blocks=12, stem=1)
 
 
 @pytest.mark.parametrize('arch,patch_size', [('nano_12', 8), ('nano_12', 16),

@@ -56,6 +56,18 @@ def resolve_arch(arch: Union[str, Dict]) -> Dict:
     return dict(ARCH_ZOO[name])
 
 
+def can_stream(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module`` may run its streamed (chunked) inference forward on ``x``.
+
+    Streaming keeps each chunk's intermediates in the CPU cache. It needs CPU inference (no
+    autograd) with every norm in eval-mode BatchNorm, which acts per pixel: a GroupNorm or a
+    training-mode BatchNorm needs statistics over the whole map. On GPUs the unchunked path is
+    faster (kernel launches, not the cache, bound it there).
+    """
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and not module.training
+            and all(not isinstance(m, nn.GroupNorm) for m in module.modules()))
+
+
 class PositionalEncodingFourier(nn.Module):
     """Fourier positional encoding for any grid size, projected to ``dim`` channels."""
 
@@ -85,13 +97,22 @@ class PositionalEncodingFourier(nn.Module):
 
 
 class ConvPatchEmbed(nn.Module):
-    """Patch embedding by a stack of stride-2 3x3 conv-norm layers with GELU in between."""
+    """Patch embedding by a stack of stride-2 3x3 conv-norm layers with GELU in between.
+
+    CPU inference streams large images through the stem in bands of output rows (see
+    :meth:`forward_streamed`): its first layers' maps are the largest tensors of the network
+    (at patch size 8, 24x the pixels of the input image in floats) and would leave the cache.
+    """
+
+    # Output tokens per band when streaming: the band's first-layer map then stays in cache.
+    BAND_TOKENS = 2048
 
     def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
                  norm_cfg: Dict = dict(type='BN')) -> None:
         super().__init__()
         if patch_size not in PATCH_SIZES:
             raise ValueError(f'XCiT patch_size must be one of {PATCH_SIZES}, got {patch_size}')
+        self.patch_size = patch_size
         num_convs = int(math.log2(patch_size))
         widths = [in_chans] + [embed_dim // 2 ** i for i in reversed(range(num_convs))]
         layers: List[nn.Module] = []
@@ -104,7 +125,35 @@ class ConvPatchEmbed(nn.Module):
         self.proj = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H/p, W/p) embeddings of a (B, in_chans, H, W) image, H and W multiples of p."""
+        tokens = (x.shape[2] // self.patch_size) * (x.shape[3] // self.patch_size)
+        if tokens > self.BAND_TOKENS and can_stream(self, x):
+            return self.forward_streamed(x)
         return self.proj(x)
+
+    def forward_streamed(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's inference forward, in bands of output rows.
+
+        Output row r of the stack depends on input rows p * r - (p - 1) ... p * r + p - 1, and
+        with stride-2 convolutions on even heights the bottom zero-padding is never read. So
+        a band of output rows [r0, r1) is exact when computed from input rows
+        [p * (r0 - 1), p * r1) and its first output row (which saw a false top padding) is
+        dropped; the band at r0 = 0 reads the true top padding.
+        """
+        p = self.patch_size
+        B, _, H, W = x.shape
+        out_h, out_w = H // p, W // p
+        band_rows = -(-self.BAND_TOKENS // out_w)
+        out = None
+        for r0 in range(0, out_h, band_rows):
+            r1 = min(r0 + band_rows, out_h)
+            halo = 1 if r0 else 0
+            band = self.proj(x[:, :, p * (r0 - halo):p * r1])[:, :, halo:]
+            if out is None:
+                out = band.new_empty(B, band.shape[1], out_h, out_w).contiguous(
+                    memory_format=torch.channels_last)
+            out[:, :, r0:r1] = band
+        return out
 
 
 class XCA(nn.Module):
@@ -137,21 +186,33 @@ class XCA(nn.Module):
             qh = q.float().unflatten(-1, (h, C // h)).transpose(1, 2)  # (B, h, N, d)
             kh = k.float().unflatten(-1, (h, C // h)).transpose(1, 2)
             gram = qh.transpose(-2, -1) @ kh  # (B, h, d, d)
-            # F.normalize(q, dim=tokens) divides by max(||q||, eps): apply it to the Gram.
-            q_norm = torch.linalg.vector_norm(qh, dim=-2).clamp_min(1e-12)  # (B, h, d)
-            k_norm = torch.linalg.vector_norm(kh, dim=-2).clamp_min(1e-12)
-            attn = gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2)) * self.temperature
-            return attn.softmax(dim=-1)
+            q_norm = torch.linalg.vector_norm(qh, dim=-2)  # (B, h, d)
+            k_norm = torch.linalg.vector_norm(kh, dim=-2)
+            return self.normalized_softmax(gram, q_norm, k_norm)
+
+    def normalized_softmax(self, gram: torch.Tensor, q_norm: torch.Tensor,
+                           k_norm: torch.Tensor) -> torch.Tensor:
+        """Attention from the Gram q^T k (..., h, d, d) and the token-norms of q and k
+        (..., h, d): as if q and k had been L2-normalised over the tokens first."""
+        # F.normalize divides by max(||q||, eps): applied to the Gram, not to q and k.
+        q_norm, k_norm = q_norm.clamp_min(1e-12), k_norm.clamp_min(1e-12)
+        attn = gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2)) * self.temperature
+        return attn.softmax(dim=-1)
+
+    def mix(self, attn: torch.Tensor) -> torch.Tensor:
+        """The attention (..., h, d, d) folded into the output projection: a (..., C, C)
+        matrix M with ``out = v @ M + bias``."""
+        # out[n, o] = sum_{h,i} W[o, (h,i)] sum_j attn[h,i,j] v[n, (h,j)] = v[n] @ M, where
+        # M[(h,j), o] = sum_i attn[h,i,j] W[o, (h,i)].
+        C = self.proj.weight.shape[0]
+        w = self.proj.weight.view(C, self.num_heads, C // self.num_heads)
+        mix = torch.einsum('...hij,ohi->...hjo', attn, w.to(attn.dtype))
+        return mix.reshape(*attn.shape[:-3], C, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        h = self.num_heads
+        C = x.shape[-1]
         q, k, v = self.qkv(x).split(C, dim=-1)
-        attn = self.attention(q, k)
-        # out[n, o] = sum_{h,i} W[o, (h,i)] sum_j attn[h,i,j] v[n, (h,j)] = v[n] @ M, where
-        # M[(h,j), o] = sum_i attn[h,i,j] W[o, (h,i)]: a C x C matrix per image.
-        w = self.proj.weight.view(C, h, C // h)
-        mix = torch.einsum('bhij,ohi->bhjo', attn, w.to(attn.dtype)).reshape(B, C, C)
+        mix = self.mix(self.attention(q, k))
         return torch.baddbmm(self.proj.bias.to(v.dtype), v, mix.to(v.dtype))
 
     @torch.jit.ignore
@@ -200,7 +261,17 @@ class XCABlock(nn.Module):
 
     Each residual is one ``addcmul`` (x + branch * gamma), with stochastic depth folded into
     the LayerScale as a per-sample factor.
+
+    Inference on CPU streams large inputs through the block in chunks of about
+    ``STREAM_TOKENS`` tokens (see :meth:`forward_streamed`): the same arithmetic, but each
+    chunk's intermediates (qkv, the 4x-wide MLP layer) stay in the CPU cache, so the time per
+    pixel no longer grows once the image outgrows the cache, and peak memory is a few token maps.
     """
+
+    # Tokens per chunk when streaming: the chunk's MLP hidden layer (1024 x 4C floats, 6 MB
+    # at width 384) fits in the last-level cache, and 1024-row matrix products stay efficient.
+    STREAM_TOKENS = 1024
+    BAND_TOKENS = 2048
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True,
                  drop_path: float = 0., eta: float = 1., norm_cfg: Dict = dict(type='BN')) -> None:
@@ -224,9 +295,74 @@ class XCABlock(nn.Module):
         return torch.addcmul(x, branch, gamma.to(branch.dtype))
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        if x.shape[1] > self.STREAM_TOKENS and can_stream(self, x):
+            return self.forward_streamed(x, H, W)
         x = self._residual(x, self.attn(self.norm1(x)), self.gamma1)
         x = self._residual(x, self.local_mp(self.norm3(x), H, W), self.gamma3)
         return self._residual(x, self.mlp(self.norm2(x)), self.gamma2)
+
+    def forward_streamed(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """The block's inference forward, computed in chunks of tokens, one image at a time.
+
+        Three passes over each image's (N, C) tokens ``src``, written to ``dst``:
+
+        1. per chunk: norm1 and qkv, accumulating the per-head Gram q^T k and the squared
+           token-norms of q and k; v is parked in ``dst``;
+        2. per chunk: ``dst = src + gamma1 * (v @ M + bias)``, M the attention folded into the
+           projection (XCA needs the Gram of all tokens before any output, hence two passes);
+        3. per band of rows (with a 2-row halo for the two 3x3 depthwise convolutions): the LPI
+           residual, then the MLP residual. A band is written back only after the next band
+           has been computed, since that band's halo reads the previous band's input rows.
+        """
+        attn = self.attn
+        B, N, C = x.shape
+        h = attn.num_heads
+        d = C // h
+        chunk = self.STREAM_TOKENS
+        # Bands of about BAND_TOKENS tokens (>= 2 rows: a halo must not reach a band that was
+        # written back); the 4-row halo makes thin bands costly.
+        band_rows = max(2, -(-self.BAND_TOKENS // W))
+        out = torch.empty_like(x)
+        for src, dst in zip(x, out):
+            # 1. cross-covariance statistics (fp32, like XCA.attention)
+            gram = src.new_zeros(h, d, d, dtype=torch.float32)
+            q_sq = src.new_zeros(C, dtype=torch.float32)
+            k_sq = src.new_zeros(C, dtype=torch.float32)
+            for s in range(0, N, chunk):
+                q, k, v = attn.qkv(self.norm1(src[s:s + chunk])).split(C, dim=-1)
+                q, k = q.float(), k.float()
+                gram.baddbmm_(q.unflatten(-1, (h, d)).permute(1, 2, 0),
+                              k.unflatten(-1, (h, d)).transpose(0, 1))
+                q_sq.add_(q.square().sum(0))
+                k_sq.add_(k.square().sum(0))
+                dst[s:s + chunk] = v
+            mix = attn.mix(attn.normalized_softmax(
+                gram, q_sq.sqrt().view(h, d), k_sq.sqrt().view(h, d))).to(dst.dtype)
+            # 2. attention residual, in place of v
+            bias = attn.proj.bias.to(dst.dtype)
+            for s in range(0, N, chunk):
+                branch = torch.addmm(bias, dst[s:s + chunk], mix)
+                torch.addcmul(src[s:s + chunk], branch, self.gamma1, out=dst[s:s + chunk])
+            # 3. LPI and MLP residuals, band by band, each written back one band late
+            pending = None
+            for r0 in range(0, H, band_rows):
+                r1 = min(r0 + band_rows, H)
+                a0, a1 = max(r0 - 2, 0), min(r1 + 2, H)
+                lpi = self.local_mp(self.norm3(dst[a0 * W:a1 * W]).unsqueeze(0), a1 - a0, W)
+                if pending is not None:
+                    self._finish_band(dst, *pending)
+                pending = (r0 * W, r1 * W, lpi[0, (r0 - a0) * W:(r1 - a0) * W])
+            self._finish_band(dst, *pending)
+        return out
+
+    def _finish_band(self, tokens: torch.Tensor, start: int, end: int,
+                     lpi: torch.Tensor) -> None:
+        """Add the LPI residual, then the MLP residual, to ``tokens[start:end]`` in place."""
+        band = tokens[start:end]
+        band.addcmul_(lpi, self.gamma3)
+        for s in range(0, end - start, self.STREAM_TOKENS):
+            chunk = band[s:s + self.STREAM_TOKENS]
+            chunk.addcmul_(self.mlp(self.norm2(chunk)), self.gamma2)
 
 
 class XCiT(nn.Module):
