@@ -17,8 +17,10 @@ from .convert import unwrap_state_dict
 from .load import load_backbone_checkpoint
 
 # Parts of the classification model that the dense backbone does not have: the final norms
-# (the pyramid normalises each map itself) and the heads.
+# (the pyramid normalises each map itself) and the heads; and the last multi-scale block's
+# fusion, which only updates the class tokens for the heads.
 CLASSIFICATION_KEYS = re.compile(r'^(norm|head)\.')
+_FUSION_KEYS = re.compile(r'^blocks\.(\d+)\.(projs|fusion|revert_projs)\.')
 _RELEASE_PARAMS = re.compile(r'^(pos_embed|cls_token)\.(\d+)$')
 
 
@@ -34,9 +36,9 @@ def detect_crossvit_format(state_dict: Dict[str, torch.Tensor]) -> str:
 def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
     """Convert a checkpoint of any supported format to ``xcit_dense.CrossViT`` key names.
 
-    The final norms and the classification heads and, for detector/segmentor checkpoints,
-    everything outside ``backbone.`` are dropped. The class tokens stay: the branches exchange
-    information through them.
+    The final norms, the classification heads, the last multi-scale block's fusion and, for
+    detector/segmentor checkpoints, everything outside ``backbone.`` are dropped. The class
+    tokens stay: the branches exchange information through them.
 
     Returns:
         The converted state dict and the name of the detected format.
@@ -45,10 +47,12 @@ def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], st
     fmt = detect_crossvit_format(state)
     if fmt == 'crossvit-dense':
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    last = max((int(k.split('.')[1]) for k in state if k.startswith('blocks.')), default=-1)
     converted = {}
     for key, value in state.items():
         key = _RELEASE_PARAMS.sub(r'\1_\2', key)
-        if not CLASSIFICATION_KEYS.match(key):
+        fusion = _FUSION_KEYS.match(key)
+        if not CLASSIFICATION_KEYS.match(key) and not (fusion and int(fusion[1]) == last):
             converted[key] = value
     return converted, fmt
 

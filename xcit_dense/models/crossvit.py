@@ -107,6 +107,21 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
+class BranchBlocks(nn.Module):
+    """The last multi-scale block without its fusion (timm's ``blocks.N.blocks`` names).
+
+    The fusion only updates the class tokens, which the pyramid does not read: without it no
+    parameter is left without a gradient (DDP needs none unused) and no work is wasted.
+    """
+
+    def __init__(self, block: MultiScaleBlock) -> None:
+        super().__init__()
+        self.blocks = block.blocks
+
+    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        return [branch(x) for branch, x in zip(self.blocks, xs)]
+
+
 def _pyramid_level(channels: int, in_stride: int, out_stride: int,
                    norm_cfg: Dict) -> nn.Sequential:
     """Resample a map from ``in_stride`` to ``out_stride``, then normalise it.
@@ -171,7 +186,8 @@ class CrossViT(nn.Module):
     large-patch branch, as C2/C3 and C4/C5 in a ResNet; FPN's top-down path adds the deep
     features to the fine levels, and the branches already share information through the class
     tokens in every multi-scale block. Both maps are the last multi-scale block's outputs (the
-    only ones that have been through every fusion), without the class tokens. Each level ends
+    only ones that have been through every fusion), without the class tokens; that block's own
+    fusion, which only updates the class tokens, is left out. Each level ends
     with a norm (``norm_cfg``): the maps come from the residual streams of two branches of
     different widths and scales (timm's final LayerNorms belong to the classifier and are not
     loaded). The cost: the small branch has 2.25x the tokens of stride 12 under global
@@ -253,6 +269,7 @@ class CrossViT(nn.Module):
                 drop_path=rates[start:start + length],
                 norm_layer=partial(nn.LayerNorm, eps=1e-6)))
             start += length
+        self.blocks[-1] = BranchBlocks(self.blocks[-1])
         self.pyramid = BranchPyramid(embed_dim, patch_strides, (4, 8, 16, 32), norm_cfg)
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
         self.out_strides: Tuple[int, ...] = self.pyramid.out_strides
