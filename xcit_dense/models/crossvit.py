@@ -174,26 +174,27 @@ class CrossViT(nn.Module):
 
     The pyramid adapter. timm's CrossViT runs the 12-px branch on the 240 px image (a 20 x 20
     grid, stride 12) and the 16-px branch on the image resized to 224 (14 x 14, stride
-    240 / 14 = 17.1): neither stride relates to 4/8/16/32 by a power of two, and resizing one
-    branch's input has no purpose once position embeddings are interpolated. Here both
+    240 / 14 = 17.1): neither stride is a power-of-two multiple of 4, and resizing one
+    branch's input serves no purpose once position embeddings are interpolated. Here both
     branches see the image at its own scale, and by default the small-patch embedding runs at
-    stride 8 instead of 12: the same pretrained 12 x 12 patches (so a token covers as many
-    pixels as in pretraining, and the checkpoint loads unchanged), taken every 8 px. The
-    branches then sit at strides 8 and 16, exactly one octave apart, and the pyramid needs no
-    fractional resampling: stride 4 = 2x2 transposed conv of the small-patch branch, 8 = that
-    branch, 16 = the large-patch branch, 32 = its 2x2 max-pool, like the XCiT release's
-    p8/p16 adapters. Low levels come from the small-patch branch, high ones from the deep
-    large-patch branch, as C2/C3 and C4/C5 in a ResNet; FPN's top-down path adds the deep
-    features to the fine levels, and the branches already share information through the class
-    tokens in every multi-scale block. Both maps are the last multi-scale block's outputs (the
-    only ones that have been through every fusion), without the class tokens; that block's own
-    fusion, which only updates the class tokens, is left out. Each level ends
-    with a norm (``norm_cfg``): the maps come from the residual streams of two branches of
-    different widths and scales (timm's final LayerNorms belong to the classifier and are not
-    loaded). The cost: the small branch has 2.25x the tokens of stride 12 under global
+    stride 8 instead of 12: the same pretrained 12 x 12 patches (a token covers as many pixels
+    as in pretraining, and the checkpoint loads unchanged), taken every 8 px. The branches then
+    sit at strides 8 and 16, exactly one octave apart, and the pyramid needs no fractional
+    resampling: stride 4 = 2x2 transposed conv of the small-patch branch, 8 = that branch,
+    16 = the large-patch branch, 32 = its 2x2 max-pool, like the XCiT release's adapters.
+
+    Fine levels come from the shallow small-patch branch and coarse ones from the deep
+    large-patch branch, as C2/C3 and C4/C5 in a ResNet: FPN's top-down path adds the deep
+    features to the fine levels, and the small branch has already seen the large one through
+    the class tokens of the fusions. Both maps are the last multi-scale block's patch tokens;
+    that block's fusion, which would only update the class tokens, is left out. Each level
+    ends with a norm (``norm_cfg``), since the maps are raw residual streams of two branches of
+    different widths and scales (timm's final LayerNorms belong to the classifier).
+
+    The cost: at stride 8 the small branch has 2.25x the tokens of stride 12, under global
     attention. ``patch_strides=(12, 16)`` keeps timm's non-overlapping 12-px patches (cheaper;
-    at 240 x 240 the branch features are timm's, without its 224 resize): stride 4 is then a
-    3x3 stride-3 transposed conv and stride 8 the same followed by a 2x2 max-pool.
+    at 240 x 240 both branches' maps are timm's, without its 224 resize): stride 4 is then a
+    3x3 stride-3 transposed conv of the small branch, stride 8 the same max-pooled by 2.
 
     Args:
         arch: A preset name (``'tiny'``, ``'small'``, ``'base'``, ``'9'``, ``'15'``,
