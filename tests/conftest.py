@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -26,3 +28,46 @@ def randomize_norms(model: torch.nn.Module) -> torch.nn.Module:
 @pytest.fixture(scope='session')
 def randomize():
     return randomize_norms
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DET_CONFIG = os.path.join(ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py')
+SEG_CONFIG = os.path.join(ROOT, 'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py')
+
+
+def toy_config(kind: str, data_root: str, work_dir, name: str):
+    """The toy detection (``'det'``) or segmentation (``'seg'``) config on ``data_root``, with
+    data loading in the main process (so tests are quick and fully seeded)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(DET_CONFIG if kind == 'det' else SEG_CONFIG)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = data_root
+        loader.num_workers, loader.persistent_workers = 0, False
+    if kind == 'det':
+        for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+            evaluator.ann_file = os.path.join(data_root, 'annotations/instances_val.json')
+    cfg.work_dir, cfg.experiment_name = str(work_dir), name
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def toy_cfg():
+    return toy_config
+
+
+@pytest.fixture(scope='session')
+def toy_coco_root(tmp_path_factory):
+    """8 training and 4 validation images of toy shapes, COCO layout."""
+    from xcit_dense.datasets import generate_toy_coco
+    root = tmp_path_factory.mktemp('toy_coco')
+    generate_toy_coco(str(root), num_train=8, num_val=4, seed=1)
+    return str(root) + '/'
+
+
+@pytest.fixture(scope='session')
+def toy_ade_root(tmp_path_factory):
+    """8 training and 4 validation images of toy shapes, ADE20k layout."""
+    from xcit_dense.datasets import generate_toy_ade
+    root = tmp_path_factory.mktemp('toy_ade')
+    generate_toy_ade(str(root), num_train=8, num_val=4, seed=1)
+    return str(root)

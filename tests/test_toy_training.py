@@ -9,38 +9,30 @@ import subprocess
 import sys
 
 import pytest
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401
-from xcit_dense.datasets import generate_toy_ade, generate_toy_coco
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIG = os.path.join(ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py')
-SEG_CONFIG = os.path.join(ROOT, 'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py')
 
 
 @pytest.fixture(scope='module')
-def toy_coco(tmp_path_factory):
-    root = tmp_path_factory.mktemp('toy_coco')
-    generate_toy_coco(str(root), num_train=8, num_val=4, seed=1)
-    return str(root) + '/'
-
-
-def det_cfg(data_root, work_dir, name):
-    cfg = Config.fromfile(DET_CONFIG)
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = data_root
-        loader.num_workers, loader.persistent_workers = 0, False
-    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
-        evaluator.ann_file = data_root + 'annotations/instances_val.json'
-    cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 1, 1
-    cfg.work_dir, cfg.experiment_name = str(work_dir), name
-    return cfg
+def toy_coco(toy_coco_root):
+    return toy_coco_root
 
 
 @pytest.fixture(scope='module')
-def trained_detector(toy_coco, tmp_path_factory):
+def det_cfg(toy_cfg):
+    def build(data_root, work_dir, name):
+        cfg = toy_cfg('det', data_root, work_dir, name)
+        cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 1, 1
+        return cfg
+    return build
+
+
+@pytest.fixture(scope='module')
+def trained_detector(toy_coco, det_cfg, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('det_run')
     runner = Runner.from_cfg(det_cfg(toy_coco, work_dir, 'toy_det_train'))
     runner.train()
@@ -55,7 +47,8 @@ def test_detection_train_then_val_gives_numeric_coco_map(trained_detector):
     assert os.path.isfile(work_dir / 'epoch_1.pth')
 
 
-def test_test_tool_writes_results_pycocotools_reads(trained_detector, toy_coco, tmp_path):
+def test_test_tool_writes_results_pycocotools_reads(trained_detector, toy_coco, det_cfg,
+                                                    tmp_path):
     from pycocotools.coco import COCO
     _, work_dir = trained_detector
     config = tmp_path / 'toy_det.py'
@@ -80,15 +73,9 @@ def test_test_tool_writes_results_pycocotools_reads(trained_detector, toy_coco, 
     assert len(glob.glob(str(tmp_path / 'test_run' / '*' / 'vis' / '*.png'))) == 4
 
 
-def test_segmentation_train_then_val_gives_numeric_miou(tmp_path):
-    data_root = str(tmp_path / 'toy_ade')
-    generate_toy_ade(data_root, num_train=8, num_val=4, seed=1)
-    cfg = Config.fromfile(SEG_CONFIG)
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = data_root
-        loader.num_workers, loader.persistent_workers = 0, False
+def test_segmentation_train_then_val_gives_numeric_miou(toy_ade_root, toy_cfg, tmp_path):
+    cfg = toy_cfg('seg', toy_ade_root, tmp_path / 'seg_run', 'toy_seg_train')
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 2, 2
-    cfg.work_dir, cfg.experiment_name = str(tmp_path / 'seg_run'), 'toy_seg_train'
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.val_loop.run()

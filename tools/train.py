@@ -11,7 +11,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
-from xcit_dense.engine import check_datasets_exist, load_run_config, setup_launch
+from xcit_dense.engine import (check_datasets_exist, load_run_config, make_resumable,
+                               resolve_resume, setup_launch)
 
 
 def parse_args():
@@ -22,8 +23,8 @@ def parse_args():
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the actual over the config\'s batch size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from this checkpoint, or, without a path, from the latest '
-                        'checkpoint in the work dir')
+                        help='resume from this checkpoint, or, without a path, from the last '
+                        'complete checkpoint in the work dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value (e.g. '
                         'train_cfg.max_epochs=1)')
@@ -46,12 +47,9 @@ def main():
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                                'config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
-
     check_datasets_exist(cfg)
+    make_resumable(cfg)
+    resolve_resume(cfg, args.resume)
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()

@@ -1,5 +1,5 @@
 """Registers xcit_dense's modules into mmdet's and mmseg's MODELS registries (and its CPU
-DDP wrapper into mmengine's MODEL_WRAPPERS).
+DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS).
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -16,10 +16,13 @@ BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
 def register_all() -> list:
     """Register the backbones in each installed OpenMMLab codebase, and the CPU DDP wrapper
     in mmengine; returns the codebases' names."""
-    from mmengine.registry import MODEL_WRAPPERS
+    from mmengine.registry import HOOKS, MODEL_WRAPPERS
 
     from .engine.distributed import CPUDistributedDataParallel
+    from .engine.hooks import NonFiniteLossHook, RNGStateHook
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
+    for hook in (RNGStateHook, NonFiniteLossHook):
+        HOOKS.register_module(module=hook, force=True)
     scopes = []
     for scope in ('mmdet', 'mmseg'):
         try:

@@ -1,7 +1,14 @@
-"""mmengine helpers: launching on CPU or GPU, data checks, weights_only-safe checkpoints."""
+"""mmengine helpers: launching on CPU or GPU, data checks, weights_only-safe checkpoints,
+resumable runs."""
+from .checkpoints import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
 from .data_check import DatasetNotFoundError, check_datasets_exist
-from .launch import fall_back_from_sync_bn, load_run_config, setup_launch
+from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
+from .launch import (fall_back_from_sync_bn, load_run_config, make_resumable, resolve_resume,
+                     setup_launch)
 from .safe_globals import allow_mmengine_checkpoint_classes
 
-__all__ = ['DatasetNotFoundError', 'allow_mmengine_checkpoint_classes', 'check_datasets_exist',
-           'fall_back_from_sync_bn', 'load_run_config', 'setup_launch']
+__all__ = ['AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
+           'NonFiniteLossHook', 'RNGStateHook', 'allow_mmengine_checkpoint_classes',
+           'check_datasets_exist', 'fall_back_from_sync_bn', 'find_resume_checkpoint',
+           'is_complete_checkpoint', 'load_run_config', 'make_resumable', 'resolve_resume',
+           'setup_launch']

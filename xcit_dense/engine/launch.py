@@ -7,6 +7,9 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
+from ..checkpoint.io import load_state_dict_file
+from .checkpoints import ATOMIC_BACKEND, find_resume_checkpoint
+
 
 def load_run_config(path: str, cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
@@ -49,6 +52,37 @@ def fall_back_from_sync_bn(cfg, launcher: str = 'none') -> None:
         where = 'on CPU' if not cuda else 'in a single process'
         warnings.warn(f'SyncBN needs distributed GPU training; {replaced} SyncBN layers '
                       f'run as plain BN {where}.')
+
+
+def make_resumable(cfg) -> None:
+    """Make a training config survive kills and bad losses, in place: checkpoints are written
+    atomically, carry the random states (:class:`~xcit_dense.engine.hooks.RNGStateHook`), and
+    training stops at the first non-finite loss
+    (:class:`~xcit_dense.engine.hooks.NonFiniteLossHook`)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {h.get('type') for h in hooks}
+    hooks += [dict(type=t) for t in ('RNGStateHook', 'NonFiniteLossHook') if t not in present]
+    cfg.custom_hooks = hooks
+    checkpoint = cfg.setdefault('default_hooks', {}).setdefault('checkpoint', {})
+    if checkpoint and not checkpoint.get('backend_args'):
+        checkpoint['backend_args'] = dict(backend=ATOMIC_BACKEND)
+
+
+def resolve_resume(cfg, resume: Optional[str]) -> None:
+    """Set ``cfg.resume``/``cfg.load_from`` for ``--resume`` (``'auto'``: the work dir's last
+    complete checkpoint, see :func:`find_resume_checkpoint`; or a path, which must be a whole
+    checkpoint). The checkpoint is read once with weights_only loading first, so a file that
+    is not a checkpoint, is truncated or carries pickled code fails here, naming the file."""
+    if resume is None:
+        return
+    path = find_resume_checkpoint(cfg.work_dir) if resume == 'auto' else resume
+    if path is None:
+        warnings.warn(f'--resume: no complete checkpoint in {cfg.work_dir}; training starts '
+                      'from scratch.')
+        cfg.resume, cfg.load_from = False, cfg.get('load_from')
+        return
+    load_state_dict_file(path)  # raises a clear error for a broken or unsafe file
+    cfg.resume, cfg.load_from = True, path
 
 
 def setup_launch(cfg, launcher: str = 'none') -> None:
