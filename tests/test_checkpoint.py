@@ -168,6 +168,22 @@ def test_checkpoint_of_another_variant_lists_the_mismatches(tmp_path):
         load_xcit_checkpoint(XCiT('nano_12', patch_size=16), path)
 
 
+def test_checkpoint_of_another_depth_lists_missing_and_unexpected_keys(tmp_path):
+    # tiny_24 and tiny_12 share every tensor shape; only the depth tells them apart
+    path = str(tmp_path / 'tiny24.pth')
+    torch.save(XCiT('tiny_24', patch_size=16, out_indices=(2, 5, 8, 23)).state_dict(), path)
+    model = XCiT('tiny_12', patch_size=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError) as info:
+        load_xcit_checkpoint(model, path)
+    message = str(info.value)
+    assert 'It has 24 blocks, the model 12' in message
+    assert '\nMissing keys (0): []' in message
+    assert "\nUnexpected keys (324): ['blocks.12.gamma1', " in message
+    assert ', ... 304 more]' in message
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
 def test_missing_truncated_and_non_checkpoint_files(tmp_path, timm_state):
     model = XCiT('nano_12')
     with pytest.raises(FileNotFoundError, match='does not exist'):

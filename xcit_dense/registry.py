@@ -14,8 +14,8 @@ BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
 
 
 def register_all() -> list:
-    """Register the backbones in each installed OpenMMLab codebase, and the CPU DDP wrapper
-    in mmengine; returns the codebases' names."""
+    """Register the backbones and ``LoadImageChecked`` in each installed OpenMMLab codebase,
+    and the CPU DDP wrapper and training hooks in mmengine; returns the codebases' names."""
     from mmengine.registry import HOOKS, MODEL_WRAPPERS
 
     from .engine.distributed import CPUDistributedDataParallel
@@ -23,13 +23,15 @@ def register_all() -> list:
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
     for hook in (RNGStateHook, NonFiniteLossHook):
         HOOKS.register_module(module=hook, force=True)
+    from .datasets.transforms import LoadImageChecked
     scopes = []
     for scope in ('mmdet', 'mmseg'):
         try:
-            registry = importlib.import_module(f'{scope}.registry').MODELS
+            registries = importlib.import_module(f'{scope}.registry')
         except ImportError:
             continue
         for name, module in BACKBONES.items():
-            registry.register_module(name=name, module=module, force=True)
+            registries.MODELS.register_module(name=name, module=module, force=True)
+        registries.TRANSFORMS.register_module(module=LoadImageChecked, force=True)
         scopes.append(scope)
     return scopes

@@ -1,6 +1,6 @@
 """Loading a converted checkpoint into a backbone (XCiT, CrossViT), loudly."""
 import logging
-from typing import Callable, Dict, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch.nn as nn
 
@@ -29,10 +29,25 @@ def describe_arch(state: Dict) -> str:
     return f'embed_dim={width}, {depth} blocks, patch_size={patch}'
 
 
+def _abbrev(keys: list, limit: int = 20) -> str:
+    return str(keys[:limit])[:-1] + (f', ... {len(keys) - limit} more]' if len(keys) > limit
+                                     else ']')
+
+
+def _check_xcit_depth(state: Dict, model: nn.Module) -> Optional[str]:
+    """Same-width XCiT variants of other depths (S12 and S24) share every tensor shape."""
+    depth = len({k.split('.')[1] for k in state if k.startswith('blocks.')})
+    expected = getattr(model, 'arch', {}).get('depth')
+    if expected is not None and depth != expected:
+        return f'It has {depth} blocks, the model {expected}'
+    return None
+
+
 def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
                              convert_fn: Callable[[Dict], Tuple[Dict, str]],
-                             describe_fn: Callable[[Dict], str], name: str,
-                             formats: str) -> Dict[str, list]:
+                             describe_fn: Callable[[Dict], str], name: str, formats: str,
+                             check_fn: Optional[Callable[[Dict, nn.Module], Optional[str]]] = None
+                             ) -> Dict[str, list]:
     """Load a checkpoint into a backbone, loudly: the loader behind each model family's.
 
     Args:
@@ -44,6 +59,8 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
             error raised when the tensors do not fit.
         name: The model family in messages (``'XCiT'``).
         formats: The supported formats, in words, for the error raised when nothing matches.
+        check_fn: Optional ``(state, model) -> problem or None``, for architectures that
+            differ without any tensor changing shape (e.g. another depth).
 
     Returns:
         ``dict(missing=[...], unexpected=[...])``: backbone keys the checkpoint lacked and
@@ -65,14 +82,20 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
             f'with: {sorted(own)[:8]}. Supported formats: {formats}.')
     mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                   for k in matched if state[k].shape != own[k].shape]
-    if mismatched:
+    # BatchNorm's step counter is not a weight (torch does not report it missing either)
+    missing = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state if k not in own]
+    problem = check_fn(state, model) if check_fn else None
+    if mismatched or problem:
         raise RuntimeError(
             f'Checkpoint {source} does not fit this {name} architecture: it looks like '
-            f'{describe_fn(state)}, the model is {describe_fn(own)}. {len(mismatched)} '
-            'tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20]))
-    result = model.load_state_dict({k: state[k] for k in matched}, strict=False)
-    missing = list(result.missing_keys)
-    unexpected = [k for k in state if k not in own]
+            f'{describe_fn(state)}, the model is {describe_fn(own)}. '
+            + (f'{problem}. ' if problem else '')
+            + (f'{len(mismatched)} tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20])
+               if mismatched else '')
+            + f'\nMissing keys ({len(missing)}): {_abbrev(missing)}'
+            + f'\nUnexpected keys ({len(unexpected)}): {_abbrev(unexpected)}')
+    model.load_state_dict({k: state[k] for k in matched}, strict=False)
     _log(f'Loaded {len(matched)} {name} tensors from {source} ({fmt} format)')
     if missing:
         _log(f'Keys missing from {source} (left at their initialisation): {missing}',
@@ -95,9 +118,11 @@ def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict
 
     Raises:
         RuntimeError: No key of the checkpoint matches the backbone (it is not an XCiT
-            checkpoint), or tensors have other shapes (another XCiT variant).
+            checkpoint), or it is another XCiT variant (other shapes or depth); the message
+            lists the mismatched, missing and unexpected keys.
     """
     return load_backbone_checkpoint(
         model, checkpoint, convert_xcit_state_dict, describe_arch, name='XCiT',
+        check_fn=_check_xcit_depth,
         formats='the XCiT release, timm, mmpretrain and XCiT detection/segmentation '
                 'checkpoints')

@@ -117,8 +117,9 @@ class NonFiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         outputs = outputs or {}
-        bad = {k: float(v) for k, v in outputs.items()
-               if 'loss' in k and not math.isfinite(float(v))}
+        values = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                  for k, v in outputs.items() if 'loss' in k}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         flag = torch.tensor([1.0 if bad else 0.0])
         if dist.is_available() and dist.is_initialized():
             backend = dist.get_backend()
