@@ -224,6 +224,19 @@ def test_checkpoint_of_another_variant_lists_the_mismatches(tmp_path):
         load_crossvit_checkpoint(CrossViT('tiny'), path)
 
 
+def test_checkpoint_with_another_patch_embedding_is_an_error(tmp_path):
+    """``9`` and ``9_dagger`` share every other tensor: only the stem's keys tell them apart."""
+    path = str(tmp_path / 'crossvit_9.pth')
+    torch.save(CrossViT('9').state_dict(), path)
+    model = CrossViT('9_dagger')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r'It has a linear patch embedding, the model a '
+                                           r'multi-conv one\.(.|\n)*\nMissing keys \(12\): '
+                                           r"\['patch_embed\.0\.proj\.0\.weight'"):
+        load_crossvit_checkpoint(model, path)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_type_crossvit_resolves_under_each_default_scope(scope):
     import importlib

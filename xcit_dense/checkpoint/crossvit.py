@@ -8,7 +8,7 @@ Formats:
     * ``crossvit-dense``: xcit_dense's own mmdet/mmseg checkpoints (``backbone.*``).
 """
 import re
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -57,25 +57,46 @@ def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], st
     return converted, fmt
 
 
+def _layout(state: Dict) -> Tuple[int, Tuple[int, ...], Optional[str]]:
+    """Multi-scale blocks, per-branch depths (of the first) and the patch embedding's kind
+    (None without one) of a CrossViT state dict."""
+    num_blocks = len({k.split('.')[1] for k in state if k.startswith('blocks.')})
+    depths = tuple(len({k.split('.')[4] for k in state if k.startswith(f'blocks.0.blocks.{b}.')})
+                   for b in range(2))
+    stem = None
+    if any(k.startswith('patch_embed.') for k in state):
+        stem = ('multi-conv' if any(k.startswith('patch_embed.0.proj.0.') for k in state)
+                else 'linear')
+    return num_blocks, depths, stem
+
+
 def describe_crossvit_arch(state: Dict) -> str:
     """Widths, depths, MLP ratios, stem and position grids of a CrossViT state dict, for
     error messages."""
-    widths, depths, ratios, grids = [], [], [], []
+    widths, ratios, grids = [], [], []
     for b in range(2):
         width = state[f'cls_token_{b}'].shape[-1] if f'cls_token_{b}' in state else None
         fc1 = state.get(f'blocks.0.blocks.{b}.0.mlp.fc1.weight')
         pos = state.get(f'pos_embed_{b}')
         widths.append(width or '?')
-        depths.append(len({k.split('.')[4] for k in state
-                           if k.startswith(f'blocks.0.blocks.{b}.')}))
         ratios.append(fc1.shape[0] / width if fc1 is not None and width else '?')
         grids.append(round((pos.shape[1] - 1) ** 0.5) if pos is not None else '?')
-    num_blocks = len({k.split('.')[1] for k in state if k.startswith('blocks.')})
-    stem = ('multi-conv' if any(k.startswith('patch_embed.0.proj.0.') for k in state)
-            else 'linear')
-    return (f'embed_dim={tuple(widths)}, {num_blocks} multi-scale blocks of {tuple(depths)} '
-            f'blocks, mlp_ratio={tuple(ratios)}, {stem} patch embedding, position grids '
+    num_blocks, depths, stem = _layout(state)
+    return (f'embed_dim={tuple(widths)}, {num_blocks} multi-scale blocks of {depths} blocks, '
+            f'mlp_ratio={tuple(ratios)}, {stem or "no"} patch embedding, position grids '
             f'{tuple(grids)}')
+
+
+def _check_crossvit_layout(state: Dict, model: nn.Module) -> Optional[str]:
+    """Variants that no tensor shape tells apart: a linear or multi-conv patch embedding
+    (``9`` and ``9_dagger``: only the embedding's keys differ), or other depths."""
+    theirs, ours = _layout(state), _layout(model.state_dict())
+    if theirs[2] is not None and theirs[2] != ours[2]:
+        return f'It has a {theirs[2]} patch embedding, the model a {ours[2]} one'
+    if theirs[0] and theirs[:2] != ours[:2]:
+        return (f'It has {theirs[0]} multi-scale blocks of {theirs[1]} blocks, the model '
+                f'{ours[0]} of {ours[1]}')
+    return None
 
 
 def load_crossvit_checkpoint(model: nn.Module,
@@ -92,10 +113,11 @@ def load_crossvit_checkpoint(model: nn.Module,
 
     Raises:
         RuntimeError: No key of the checkpoint matches the backbone (it is not a CrossViT
-            checkpoint), or tensors have other shapes (another CrossViT variant).
+            checkpoint), or it is another CrossViT variant (other shapes, depths or patch
+            embedding); the message lists the mismatched, missing and unexpected keys.
     """
     return load_backbone_checkpoint(
         model, checkpoint, convert_crossvit_state_dict, describe_crossvit_arch,
-        name='CrossViT',
+        name='CrossViT', check_fn=_check_crossvit_layout,
         formats='timm (.pth or .safetensors), the CrossViT release and CrossViT '
                 'detection/segmentation checkpoints')
