@@ -1,4 +1,5 @@
 import os
+from typing import Optional
 
 import pytest
 import torch
@@ -35,11 +36,15 @@ DET_CONFIG = os.path.join(ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-sh
 SEG_CONFIG = os.path.join(ROOT, 'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py')
 
 
-def toy_config(kind: str, data_root: str, work_dir, name: str):
-    """The toy detection (``'det'``) or segmentation (``'seg'``) config on ``data_root``, with
-    data loading in the main process (so tests are quick and fully seeded)."""
+def toy_config(kind: str, data_root: str, work_dir, name: str,
+               config: Optional[str] = None):
+    """The toy detection (``'det'``) or segmentation (``'seg'``) config (XCiT's, or
+    ``config``, a path under the repository) on ``data_root``, with data loading in the main
+    process (so tests are quick and fully seeded)."""
     from mmengine.config import Config
-    cfg = Config.fromfile(DET_CONFIG if kind == 'det' else SEG_CONFIG)
+    if config is None:
+        config = DET_CONFIG if kind == 'det' else SEG_CONFIG
+    cfg = Config.fromfile(os.path.join(ROOT, config))
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.dataset.data_root = data_root
         loader.num_workers, loader.persistent_workers = 0, False

@@ -1,7 +1,6 @@
 """The CrossViT backbone: equivalence with timm, shapes, checkpoints, registry, toy training."""
 import math
 import numbers
-import os
 
 import pytest
 import timm
@@ -12,7 +11,6 @@ from xcit_dense.checkpoint import convert_crossvit_state_dict, load_crossvit_che
 from xcit_dense.models import CrossViT
 from xcit_dense.models.crossvit import ARCH_ZOO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIG = 'configs/toy/mask-rcnn_crossvit-tiny_fpn-64_toy-shapes.py'
 SEG_CONFIG = 'configs/toy/fpn_crossvit-tiny_toy-ade-128x128.py'
 
@@ -250,28 +248,11 @@ def test_type_crossvit_resolves_under_each_default_scope(scope):
     assert isinstance(model, CrossViT) and model.patch_strides == (12, 16)
 
 
-def toy_cfg(config, data_root, work_dir):
-    """A toy config on a small generated dataset, in-process loaders, validation only when
-    called (the test runs it once itself)."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(os.path.join(ROOT, config))
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = data_root
-        loader.num_workers, loader.persistent_workers = 0, False
-    cfg.train_cfg.val_begin = 10 ** 6
-    cfg.work_dir = str(work_dir)
-    return cfg
-
-
-def test_toy_detection_trains_and_gives_numeric_coco_map(tmp_path):
+def test_toy_detection_trains_and_gives_numeric_coco_map(toy_cfg, toy_coco_root, tmp_path):
     from mmengine.runner import Runner
-
-    from xcit_dense.datasets import generate_toy_coco
-    data_root = str(tmp_path / 'toy_coco') + '/'
-    generate_toy_coco(data_root, num_train=8, num_val=4, seed=1)
-    cfg = toy_cfg(DET_CONFIG, data_root, tmp_path / 'det_run')
-    cfg.val_evaluator.ann_file = data_root + 'annotations/instances_val.json'
+    cfg = toy_cfg('det', toy_coco_root, tmp_path, 'crossvit_det', config=DET_CONFIG)
     cfg.train_cfg.max_epochs = 1  # 2 iterations of 4 images
+    cfg.train_cfg.val_begin = 2  # validate once, below
     cfg.model.test_cfg.rcnn.score_thr = 0.0  # a barely trained model: keep every detection
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -282,14 +263,10 @@ def test_toy_detection_trains_and_gives_numeric_coco_map(tmp_path):
         assert isinstance(metrics[key], numbers.Real) and 0.0 <= metrics[key] <= 1.0
 
 
-def test_toy_segmentation_trains_and_gives_numeric_miou(tmp_path):
+def test_toy_segmentation_trains_and_gives_numeric_miou(toy_cfg, toy_ade_root, tmp_path):
     from mmengine.runner import Runner
-
-    from xcit_dense.datasets import generate_toy_ade
-    data_root = str(tmp_path / 'toy_ade')
-    generate_toy_ade(data_root, num_train=8, num_val=4, seed=1)
-    cfg = toy_cfg(SEG_CONFIG, data_root, tmp_path / 'seg_run')
-    cfg.train_cfg.max_iters = 2
+    cfg = toy_cfg('seg', toy_ade_root, tmp_path, 'crossvit_seg', config=SEG_CONFIG)
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_begin = 2, 3  # validate once, below
     runner = Runner.from_cfg(cfg)
     runner.train()
     losses = runner.message_hub.log_scalars['train/loss'].data[0]
