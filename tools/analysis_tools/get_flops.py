@@ -3,7 +3,9 @@
     python tools/analysis_tools/get_flops.py CONFIG --shape 800 1333 [--backbone-only]
 
 FLOPs are counted as multiply-adds (fvcore's and mmdet's convention; one multiply-add = one
-FLOP) by tracing the model on a random image of the given size; weights are not loaded.
+FLOP) by tracing the model on a random image of the given size; weights are not loaded. The
+model's own FLOPs are counted: the trace runs XCiT unchunked (streamed CPU inference recomputes
+a few halo rows per band, an implementation detail).
 """
 import argparse
 
@@ -68,8 +70,9 @@ def main():
     parser.add_argument('--backbone-only', action='store_true')
     args = parser.parse_args()
     model, scope = build_model(args.config)
+    model.requires_grad_(False)  # no autograd graph, yet grad mode keeps XCiT unchunked
     H, W = args.shape
-    with torch.no_grad():
+    with torch.enable_grad():
         if args.backbone_only:
             target, inputs = model.backbone, (torch.randn(1, 3, H, W),)
         else:
