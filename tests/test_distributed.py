@@ -2,6 +2,7 @@
 and determinism."""
 import copy
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -54,6 +55,27 @@ def test_two_cpu_processes_match_one_process_with_the_total_batch(toy_cfg, toy_a
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_two_cpu_processes_train_and_evaluate_the_toy_detector(toy_cfg, toy_coco_root,
+                                                               tmp_path):
+    """Mask R-CNN samples anchors and RoIs at random in each process, so two processes cannot
+    reproduce one process bit for bit; they train and evaluate like it."""
+    cfg = toy_cfg('det', toy_coco_root, tmp_path / 'work', 'dist_det')
+    cfg.train_dataloader.batch_size = 2  # 2 processes x 2 = the single-process batch of 4
+    cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 1, 1
+    cfg.dump(str(tmp_path / 'det.py'))
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29518')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(tmp_path / 'det.py'), '2'],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    assert 'Epoch(train) [1][2/2]' in log  # 8 images / (2 processes x 2) = 2 iterations
+    for key in ('bbox', 'segm'):
+        assert re.search(rf'coco/{key}_mAP: \d\.\d+', log)
+    state = torch.load(tmp_path / 'work' / 'epoch_1.pth', weights_only=True)['state_dict']
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
 def test_sync_bn_falls_back_to_bn_with_a_warning_and_trains(toy_cfg, toy_ade_root, tmp_path,

@@ -10,6 +10,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
+from xcit_dense.checkpoint.io import load_state_dict_file
 from xcit_dense.engine import check_datasets_exist, load_run_config, setup_launch
 
 
@@ -71,6 +72,7 @@ def main():
             evaluator['outfile_prefix'] = args.json_prefix
 
     check_datasets_exist(cfg, loaders=('test_dataloader',))
+    load_state_dict_file(args.checkpoint)  # a broken or unsafe file fails here, named
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
