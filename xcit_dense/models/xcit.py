@@ -143,7 +143,7 @@ class ConvPatchEmbed(nn.Module):
         p = self.patch_size
         B, _, H, W = x.shape
         out_h, out_w = H // p, W // p
-        band_rows = -(-self.BAND_TOKENS // out_w)
+        band_rows = max(4, -(-self.BAND_TOKENS // out_w))  # the halo row costs 1/band_rows
         out = None
         for r0 in range(0, out_h, band_rows):
             r1 = min(r0 + band_rows, out_h)
