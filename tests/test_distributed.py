@@ -102,19 +102,15 @@ def test_sync_bn_falls_back_to_bn_with_a_warning_and_trains(toy_cfg, toy_ade_roo
     assert multi_gpu_cfg.model.backbone.norm_cfg.type == 'SyncBN'
 
 
-@pytest.mark.parametrize('kind', ['det', 'seg'])
-def test_same_seed_gives_identical_loss_curves(kind, toy_cfg, toy_coco_root, toy_ade_root,
-                                               tmp_path):
+def test_same_seed_gives_identical_loss_curves(toy_cfg, toy_ade_root, tmp_path):
+    """(Mask R-CNN's determinism is covered by the resume tests, which compare two runs'
+    weights bit for bit.)"""
     curves = []
     for run in ('a', 'b'):
-        cfg = toy_cfg(kind, toy_coco_root if kind == 'det' else toy_ade_root, tmp_path / run,
-                      f'determinism_{run}')
+        cfg = toy_cfg('seg', toy_ade_root, tmp_path / run, f'determinism_{run}')
         cfg.randomness = dict(seed=0, deterministic=True)
-        if kind == 'det':
-            cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 2, 10
-        else:
-            cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 4, 10
-            cfg.train_dataloader.batch_size = 4
+        cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 4, 10
+        cfg.train_dataloader.batch_size = 4
         runner = Runner.from_cfg(cfg)
         runner.train()
         curves.append(runner.message_hub.get_scalar('train/loss').data[0].tolist())
