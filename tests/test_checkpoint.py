@@ -140,6 +140,17 @@ def test_init_cfg_pretrained_loads_in_init_weights(timm_state, reference, tmp_pa
         assert_same(model.eval()(x), expected)
 
 
+@pytest.mark.parametrize('init_cfg', [dict(type='Kaiming'), dict(type='Pretrained')])
+def test_init_cfg_other_than_pretrained_is_an_error(init_cfg):
+    from xcit_dense.models import CrossViT
+    for model, name in ((XCiT('nano_12', init_cfg=init_cfg), 'XCiT'),
+                        (CrossViT('tiny', init_cfg=init_cfg), 'CrossViT')):
+        with pytest.raises(ValueError, match=re.escape(
+                f"{name} init_cfg must be dict(type='Pretrained', checkpoint=PATH), "
+                f'got {init_cfg}')):
+            model.init_weights()
+
+
 def test_detected_formats(timm_state):
     pyramid = {k: v for k, v in XCiT('nano_12').state_dict().items() if k.startswith('pyramid')}
     assert convert_xcit_state_dict(timm_state)[1] == 'timm'

@@ -3,8 +3,9 @@ backbones."""
 from .convert import convert_xcit_state_dict, detect_format
 from .crossvit import convert_crossvit_state_dict, load_crossvit_checkpoint
 from .io import load_state_dict_file
-from .load import load_backbone_checkpoint, load_xcit_checkpoint
+from .load import load_backbone_checkpoint, load_init_cfg, load_xcit_checkpoint
 
 __all__ = ['convert_crossvit_state_dict', 'convert_xcit_state_dict', 'detect_format',
-           'load_backbone_checkpoint', 'load_crossvit_checkpoint', 'load_state_dict_file',
+           'load_backbone_checkpoint', 'load_crossvit_checkpoint', 'load_init_cfg',
+           'load_state_dict_file',
            'load_xcit_checkpoint']

@@ -105,6 +105,19 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
     return dict(missing=missing, unexpected=unexpected)
 
 
+def load_init_cfg(model: nn.Module, init_cfg: Optional[Dict],
+                  load_fn: Callable[[nn.Module, str], Dict], name: str) -> None:
+    """The backbones' ``init_weights``: load ``init_cfg``'s pretrained checkpoint (if any)
+    into ``model`` with ``load_fn``; any other ``init_cfg`` is an error, not a silent no-op."""
+    if init_cfg is None:
+        return
+    cfg = dict(init_cfg)
+    if cfg.pop('type', None) != 'Pretrained' or 'checkpoint' not in cfg:
+        raise ValueError(f"{name} init_cfg must be dict(type='Pretrained', checkpoint=PATH), "
+                         f'got {init_cfg}')
+    load_fn(model, cfg['checkpoint'])
+
+
 def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict[str, list]:
     """Load an XCiT checkpoint of any supported format into ``model``.
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.crossvit import MultiScaleBlock
 
-from ..checkpoint import load_crossvit_checkpoint
+from ..checkpoint import load_crossvit_checkpoint, load_init_cfg
 from .norm import build_norm_layer
 
 # Published variants (CrossViT paper, Table 2; timm ``crossvit_*``): branch widths, depths per
@@ -290,13 +290,7 @@ class CrossViT(nn.Module):
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
-        if self.init_cfg is None:
-            return
-        cfg = dict(self.init_cfg)
-        if cfg.pop('type', None) != 'Pretrained' or 'checkpoint' not in cfg:
-            raise ValueError("CrossViT init_cfg must be dict(type='Pretrained', "
-                             f'checkpoint=PATH), got {self.init_cfg}')
-        load_crossvit_checkpoint(self, cfg['checkpoint'])
+        load_init_cfg(self, self.init_cfg, load_crossvit_checkpoint, 'CrossViT')
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

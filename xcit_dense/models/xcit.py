@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import trunc_normal_
 
-from ..checkpoint import load_xcit_checkpoint
+from ..checkpoint import load_init_cfg, load_xcit_checkpoint
 from .norm import build_norm_layer
 from .pyramid import SimplePyramid
 
@@ -464,13 +464,7 @@ class XCiT(nn.Module):
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
-        if self.init_cfg is None:
-            return
-        cfg = dict(self.init_cfg)
-        if cfg.pop('type', None) != 'Pretrained' or 'checkpoint' not in cfg:
-            raise ValueError("XCiT init_cfg must be dict(type='Pretrained', checkpoint=PATH), "
-                             f'got {self.init_cfg}')
-        load_xcit_checkpoint(self, cfg['checkpoint'])
+        load_init_cfg(self, self.init_cfg, load_xcit_checkpoint, 'XCiT')
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
