@@ -36,6 +36,16 @@ def test_benchmark_writes_csv_and_plot_for_every_model(tmp_path):
     assert (tmp_path / 'benchmark_cpu_fp32.png').stat().st_size > 10_000
     assert 'nano_12_p16 96x128: timm time x' in proc.stdout
 
+    # --replot redraws from the CSV alone, with the same ratios
+    png = tmp_path / 'benchmark_cpu_fp32.png'
+    png.unlink()
+    replot = subprocess.run([sys.executable, TOOL, '--replot', str(png.with_suffix('.csv'))],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert replot.returncode == 0, replot.stderr[-2000:]
+    assert png.stat().st_size > 10_000
+    ratios = proc.stdout[proc.stdout.index('ratios'):proc.stdout.index('growth')]
+    assert ratios in replot.stdout
+
 
 def test_analytic_flops_match_a_traced_count():
     from mmengine.analysis import FlopAnalyzer

@@ -202,28 +202,56 @@ def run_child(args, model: str, arch: str, patch_size: int, size: str) -> Option
 
 
 def plot(rows: List[Dict], path: str) -> None:
+    """Time and peak memory against pixels, log-log: a colour per model, a line style per
+    variant, and a dotted line of slope 1 (cost proportional to the pixels) for reference."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    series = sorted({(r['model'], r['arch']) for r in rows})
-    for model, arch in series:
-        pts = sorted((r['pixels'], r['time_s'], r['peak_mem_mb']) for r in rows
-                     if (r['model'], r['arch']) == (model, arch))
-        px = [p[0] for p in pts]
-        style = '-' if model == 'xcit' else '--'
-        axes[0].loglog(px, [p[1] for p in pts], style, marker='o', label=f'{model} {arch}')
-        axes[1].loglog(px, [max(p[2], 1e-3) for p in pts], style, marker='o',
-                       label=f'{model} {arch}')
-    for ax, ylabel in zip(axes, ('forward time (s)', 'peak memory (MB)')):
-        ax.set_xlabel('pixels')
+    from matplotlib.ticker import FuncFormatter
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    models = sorted({r['model'] for r in rows}, key=lambda m: (m != 'xcit', m))
+    colours = dict(zip(models, plt.rcParams['axes.prop_cycle'].by_key()['color']))
+    styles = ['-', '--', '-.', ':']
+    for model in models:
+        archs = sorted({r['arch'] for r in rows if r['model'] == model})
+        for arch, style in zip(archs, styles):
+            pts = sorted((r['pixels'], r['time_s'], r['peak_mem_mb']) for r in rows
+                         if (r['model'], r['arch']) == (model, arch))
+            px = [p[0] / 1e6 for p in pts]
+            for ax, values in zip(axes, ([p[1] for p in pts], [max(p[2], 1e-3) for p in pts])):
+                ax.loglog(px, values, style, color=colours[model], marker='o', markersize=4,
+                          lw=2.2 if model == 'xcit' else 1.3, label=f'{model} {arch}')
+    for ax, key, ylabel in zip(axes, ('time_s', 'peak_mem_mb'),
+                               ('forward time (s)', 'peak memory above the model (MB)')):
+        px = sorted({r['pixels'] / 1e6 for r in rows})
+        if len(px) > 1:  # slope 1 through the geometric middle of the data
+            values = [max(r[key], 1e-3) for r in rows]
+            mid = math.exp(statistics.mean(map(math.log, values)))
+            x_mid = math.exp(statistics.mean(math.log(r['pixels'] / 1e6) for r in rows))
+            ax.loglog([px[0], px[-1]], [mid * px[0] / x_mid, mid * px[-1] / x_mid], ':',
+                      color='grey', label='proportional to pixels')
+        ax.set_xlabel('megapixels')
         ax.set_ylabel(ylabel)
+        ax.set_xticks(px, [f'{v:.2g}' for v in px])  # the measured sizes
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ''))
         ax.grid(True, which='both', alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7, ncol=2)
     dev = rows[0]['device'] if rows else ''
     fig.suptitle(f'Backbone forward, batch 1, {dev} {rows[0]["dtype"] if rows else ""}')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def read_csv(path: str) -> List[Dict]:
+    """Rows of a CSV this tool wrote, with numbers as numbers."""
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ('model', 'arch', 'size', 'device', 'dtype') and value != '':
+                row[key] = float(value)
+        row['pixels'] = int(row['pixels'])
+    return rows
 
 
 def main():
@@ -244,10 +272,18 @@ def main():
     parser.add_argument('--max-seconds', type=float, default=120.,
                         help='skip a model at a size where its estimated time exceeds this')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--replot', metavar='CSV',
+                        help='measure nothing: redraw the plot and the ratios of a CSV')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
+        return
+    if args.replot:
+        rows = read_csv(args.replot)
+        plot(rows, args.replot[:-4] + '.png')
+        print(f'Wrote {args.replot[:-4]}.png')
+        print_ratios(rows, [])
         return
 
     os.makedirs(args.out_dir, exist_ok=True)
