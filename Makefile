@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test demo demo-seg lint clean
+.PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit lint clean
 
 DEMO_DET_CONFIG := configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py
 DEMO_DET_DIR := work_dirs/demo_det
@@ -32,6 +32,14 @@ demo-seg: setup
 	$(PY) tools/train.py $(DEMO_SEG_CONFIG) --work-dir $(DEMO_SEG_DIR)
 	$(PY) tools/test.py $(DEMO_SEG_CONFIG) $$(cat $(DEMO_SEG_DIR)/last_checkpoint) \
 		--work-dir $(DEMO_SEG_DIR) --show-dir vis
+
+# The same two demos with CrossViT-Ti in place of XCiT-N12/8 (same data, heads and schedule).
+demo-crossvit:
+	$(MAKE) demo DEMO_DET_CONFIG=configs/toy/mask-rcnn_crossvit-tiny_fpn-64_toy-shapes.py \
+		DEMO_DET_DIR=work_dirs/demo_det_crossvit
+demo-seg-crossvit:
+	$(MAKE) demo-seg DEMO_SEG_CONFIG=configs/toy/fpn_crossvit-tiny_toy-ade-128x128.py \
+		DEMO_SEG_DIR=work_dirs/demo_seg_crossvit
 
 lint: setup
 	$(PY) -m flake8 xcit_dense tools tests
