@@ -207,7 +207,7 @@ def plot(rows: List[Dict], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import NullFormatter
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     models = sorted({r['model'] for r in rows}, key=lambda m: (m != 'xcit', m))
     colours = dict(zip(models, plt.rcParams['axes.prop_cycle'].by_key()['color']))
@@ -233,7 +233,7 @@ def plot(rows: List[Dict], path: str) -> None:
         ax.set_xlabel('megapixels')
         ax.set_ylabel(ylabel)
         ax.set_xticks(px, [f'{v:.2g}' for v in px])  # the measured sizes
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ''))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which='both', alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     dev = rows[0]['device'] if rows else ''
@@ -281,8 +281,9 @@ def main():
         return
     if args.replot:
         rows = read_csv(args.replot)
-        plot(rows, args.replot[:-4] + '.png')
-        print(f'Wrote {args.replot[:-4]}.png')
+        png_path = os.path.splitext(args.replot)[0] + '.png'
+        plot(rows, png_path)
+        print(f'Wrote {png_path}')
         print_ratios(rows, [])
         return
 

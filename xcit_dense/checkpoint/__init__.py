@@ -7,5 +7,4 @@ from .load import load_backbone_checkpoint, load_init_cfg, load_xcit_checkpoint
 
 __all__ = ['convert_crossvit_state_dict', 'convert_xcit_state_dict', 'detect_format',
            'load_backbone_checkpoint', 'load_crossvit_checkpoint', 'load_init_cfg',
-           'load_state_dict_file',
-           'load_xcit_checkpoint']
+           'load_state_dict_file', 'load_xcit_checkpoint']
