@@ -122,7 +122,7 @@ def test_converter_tool_writes_a_plain_backbone_checkpoint(timm_state, reference
     torch.save(release_imagenet(timm_state), src)
     proc = subprocess.run([sys.executable, 'tools/model_converters/xcit2mmdet.py', str(src),
                            str(dst)], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert '(xcit format)' in proc.stdout
+    assert "(the XCiT release's format)" in proc.stdout
     converted = torch.load(dst, weights_only=True)['state_dict']
     assert not any(k.startswith(('pos_embeder', 'cls_', 'head', 'norm.')) for k in converted)
     outs, _ = outputs_after_loading(str(dst), pyramid, x)
@@ -154,9 +154,11 @@ def test_init_cfg_other_than_pretrained_is_an_error(init_cfg):
 def test_detected_formats(timm_state):
     pyramid = {k: v for k, v in XCiT('nano_12').state_dict().items() if k.startswith('pyramid')}
     assert convert_xcit_state_dict(timm_state)[1] == 'timm'
-    assert convert_xcit_state_dict(release_imagenet(timm_state))[1] == 'xcit'
+    assert convert_xcit_state_dict(release_imagenet(timm_state))[1] == 'xcit-release'
     assert convert_xcit_state_dict(mmpretrain_layout(timm_state))[1] == 'mmpretrain'
-    assert convert_xcit_state_dict(release_dense(timm_state, pyramid))[1] == 'xcit-dense'
+    assert convert_xcit_state_dict(release_dense(timm_state, pyramid))[1] == 'xcit-release'
+    ours = {'backbone.' + k: v for k, v in XCiT('nano_12').state_dict().items()}
+    assert convert_xcit_state_dict({'state_dict': ours})[1] == 'xcit-dense'
 
 
 def test_checkpoint_without_xcit_keys_is_an_error(tmp_path):

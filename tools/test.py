@@ -1,6 +1,12 @@
 """Evaluate a trained detector (box/mask mAP) or segmentor (mIoU) on the test set.
 
-    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir vis]
+    python tools/test.py CONFIG CHECKPOINT_OR_URL [--out results.pkl] [--show-dir vis]
+
+The checkpoint may be one of the XCiT release's (mmdet 2.11 / mmseg 0.11 files) or ours, a
+local file or a URL (downloaded once into torch's hub cache). Every tensor of the model must
+come from it: a checkpoint that leaves part of the model at its initialisation is an error
+listing the missing and unexpected keys. The release's ``--eval bbox segm`` / ``--eval mIoU``
+and mmseg 0.x's ``--options`` are accepted.
 """
 import argparse
 import os
@@ -11,13 +17,14 @@ from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.checkpoint.io import load_state_dict_file
-from xcit_dense.engine import check_datasets_exist, load_run_config, setup_launch
+from xcit_dense.engine import (check_datasets_exist, load_checkpoint_strictly, load_run_config,
+                               select_metrics, setup_launch)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='dump the raw predictions to a pickle file (.pkl)')
     parser.add_argument('--json-prefix', help='detection: also write the COCO-format results '
@@ -25,8 +32,12 @@ def parse_args():
     parser.add_argument('--show-dir', help='save pictures of the predictions in this folder '
                         '(detection: inside the run\'s timestamped folder; segmentation: '
                         'inside the work dir)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
+    parser.add_argument('--eval', nargs='+', metavar='METRIC',
+                        help='the release\'s metric choice: bbox segm (detection), mIoU '
+                        '(segmentation); by default the config\'s test evaluator decides')
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+                        dest='cfg_options', help='override config settings, key=value '
+                        '(--options: mmseg 0.x\'s name)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -52,7 +63,9 @@ def enable_visualization(cfg, show_dir: str) -> None:
 def main():
     args = parse_args()
     cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded strictly below
+    if args.eval:
+        select_metrics(cfg, args.eval)
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     if args.out is not None:
@@ -75,6 +88,7 @@ def main():
     load_state_dict_file(args.checkpoint)  # a broken or unsafe file fails here, named
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    load_checkpoint_strictly(runner, args.checkpoint)
     runner.test()
 
 

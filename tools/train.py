@@ -2,6 +2,9 @@
 
     python tools/train.py configs/maskrcnn_xcit_s12_p8_coco.py [--work-dir DIR] [--resume]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch   # or dist_train.sh
+
+The release's training options are accepted as they are: ``--seed 0 --deterministic`` and
+``--cfg-options model.pretrained=IMAGENET_CHECKPOINT`` (``--options`` in mmseg 0.x).
 """
 import argparse
 import os
@@ -25,9 +28,12 @@ def parse_args():
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or, without a path, from the last '
                         'complete checkpoint in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (e.g. '
-                        'train_cfg.max_epochs=1)')
+    parser.add_argument('--seed', type=int, help='random seed (sets randomness.seed)')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic algorithms (sets randomness.deterministic)')
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+                        dest='cfg_options', help='override config settings, key=value (e.g. '
+                        'train_cfg.max_epochs=1; --options: mmseg 0.x\'s name)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -39,6 +45,12 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if args.seed is not None or args.deterministic:
+        cfg.randomness = dict(cfg.get('randomness') or {})
+        if args.seed is not None:
+            cfg.randomness['seed'] = args.seed
+        if args.deterministic:
+            cfg.randomness['deterministic'] = True
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

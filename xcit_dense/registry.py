@@ -1,5 +1,6 @@
 """Registers xcit_dense's modules into mmdet's and mmseg's MODELS registries (and its CPU
-DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS).
+DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS, and its checkpoint
+reader as mmengine's reader of paths and URLs).
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -15,11 +16,14 @@ BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
 
 def register_all() -> list:
     """Register the backbones and ``LoadImageChecked`` in each installed OpenMMLab codebase,
-    and the CPU DDP wrapper and training hooks in mmengine; returns the codebases' names."""
+    and the CPU DDP wrapper, training hooks and checkpoint reader in mmengine; returns the
+    codebases' names."""
     from mmengine.registry import HOOKS, MODEL_WRAPPERS
 
     from .engine.distributed import CPUDistributedDataParallel
     from .engine.hooks import NonFiniteLossHook, RNGStateHook
+    from .engine.weights import register_checkpoint_readers
+    register_checkpoint_readers()
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
     for hook in (RNGStateHook, NonFiniteLossHook):
         HOOKS.register_module(module=hook, force=True)

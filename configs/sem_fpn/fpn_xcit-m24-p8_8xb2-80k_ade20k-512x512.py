@@ -5,8 +5,6 @@ model = dict(
     backbone=dict(
         arch='medium_24',
         patch_size=8,
-        drop_path_rate=0.15,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_medium_24_p8_224.pth')),
+        drop_path_rate=0.15),
     neck=dict(in_channels=[512, 512, 512, 512], out_channels=512),
     decode_head=dict(in_channels=[512, 512, 512, 512]))

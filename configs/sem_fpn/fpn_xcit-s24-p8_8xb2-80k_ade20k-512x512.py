@@ -5,8 +5,6 @@ model = dict(
     backbone=dict(
         arch='small_24',
         patch_size=8,
-        drop_path_rate=0.1,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_24_p8_224.pth')),
+        drop_path_rate=0.1),
     neck=dict(in_channels=[384, 384, 384, 384], out_channels=384),
     decode_head=dict(in_channels=[384, 384, 384, 384]))

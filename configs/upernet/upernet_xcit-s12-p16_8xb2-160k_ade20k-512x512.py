@@ -5,8 +5,6 @@ model = dict(
     backbone=dict(
         arch='small_12',
         patch_size=16,
-        drop_path_rate=0.05,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p16_224.pth')),
+        drop_path_rate=0.05),
     decode_head=dict(in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))

@@ -5,8 +5,6 @@ model = dict(
     backbone=dict(
         arch='tiny_12',
         patch_size=8,
-        drop_path_rate=0.0,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_tiny_12_p8_224.pth')),
+        drop_path_rate=0.0),
     decode_head=dict(in_channels=[192, 192, 192, 192]),
     auxiliary_head=dict(in_channels=192))

@@ -1,5 +1,6 @@
-"""Convert an XCiT checkpoint (XCiT release, timm, mmpretrain or a release detection /
-segmentation checkpoint) to a plain backbone checkpoint for ``xcit_dense.XCiT``.
+"""Convert an XCiT checkpoint (the XCiT release's ImageNet, DINO, detection or segmentation
+checkpoints, timm's, mmpretrain's; a file or URL) to a plain backbone checkpoint for
+``xcit_dense.XCiT``.
 
     python tools/model_converters/xcit2mmdet.py xcit_small_12_p8_224.pth xcit_s12_p8.pth
 
@@ -13,6 +14,7 @@ import os
 import torch
 
 from xcit_dense.checkpoint import convert_xcit_state_dict, load_state_dict_file
+from xcit_dense.checkpoint.xcit import FORMAT_NAMES
 
 
 def parse_args():
@@ -33,7 +35,8 @@ def main():
         save_file({k: v.contiguous() for k, v in state.items()}, args.dst)
     else:
         torch.save({'state_dict': state}, args.dst)
-    print(f'Converted {len(state)} tensors from {args.src} ({fmt} format) to {args.dst}')
+    print(f'Converted {len(state)} tensors from {args.src} ({FORMAT_NAMES[fmt]} format) to '
+          f'{args.dst}')
 
 
 if __name__ == '__main__':

@@ -5,7 +5,8 @@ Formats:
       ``.safetensors``.
     * ``crossvit``: the CrossViT release (IBM), whose parameter lists are saved as
       ``pos_embed.0`` and ``cls_token.0``; otherwise timm's names.
-    * ``crossvit-dense``: xcit_dense's own mmdet/mmseg checkpoints (``backbone.*``).
+    * ``crossvit-dense``: xcit_dense's own backbone (``pyramid.*``), bare or in an mmdet/mmseg
+      checkpoint.
 """
 import re
 from typing import Dict, Optional, Tuple, Union
@@ -13,8 +14,8 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .convert import unwrap_state_dict
-from .load import load_backbone_checkpoint
+from .load import (CheckpointFamily, backbone_part, block_indices, load_backbone_checkpoint,
+                   unwrap_state_dict)
 
 # Parts of the classification model that the dense backbone does not have: the final norms
 # (the pyramid normalises each map itself) and the heads; and the last multi-scale block's
@@ -24,30 +25,30 @@ _FUSION_KEYS = re.compile(r'^blocks\.(\d+)\.(projs|fusion|revert_projs)\.')
 _RELEASE_PARAMS = re.compile(r'^(pos_embed|cls_token)\.(\d+)$')
 
 
-def detect_crossvit_format(state_dict: Dict[str, torch.Tensor]) -> str:
-    """Name the format of an unwrapped state dict (see the module docstring)."""
-    if any(k.startswith('backbone.') for k in state_dict):
+FORMAT_NAMES = {
+    'crossvit': "the CrossViT release's",
+    'timm': "timm's",
+    'crossvit-dense': "xcit_dense's",
+}
+
+
+def detect_format(state_dict: Dict[str, torch.Tensor]) -> str:
+    """Name the format of a backbone-relative state dict (see the module docstring)."""
+    if any(k.startswith('pyramid.') for k in state_dict):
         return 'crossvit-dense'
     if any(_RELEASE_PARAMS.match(k) for k in state_dict):
         return 'crossvit'
     return 'timm'
 
 
-def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Convert a checkpoint of any supported format to ``xcit_dense.CrossViT`` key names.
-
-    The final norms, the classification heads, the last multi-scale block's fusion and, for
-    detector/segmentor checkpoints, everything outside ``backbone.`` are dropped. The class
-    tokens stay: the branches exchange information through them.
-
-    Returns:
-        The converted state dict and the name of the detected format.
-    """
-    state = unwrap_state_dict(ckpt)
-    fmt = detect_crossvit_format(state)
-    if fmt == 'crossvit-dense':
-        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    last = max((int(k.split('.')[1]) for k in state if k.startswith('blocks.')), default=-1)
+def convert_state_dict(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Rename a backbone-relative state dict of any format to ``xcit_dense.CrossViT`` key
+    names. The final norms, the classification heads and the last multi-scale block's fusion
+    are dropped; the class tokens stay (the branches exchange information through them).
+    Returns the converted dict and the detected format."""
+    fmt = detect_format(state)
+    blocks = block_indices(state)
+    last = blocks[-1] if blocks else -1
     converted = {}
     for key, value in state.items():
         key = _RELEASE_PARAMS.sub(r'\1_\2', key)
@@ -55,6 +56,13 @@ def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], st
         if not CLASSIFICATION_KEYS.match(key) and not (fusion and int(fusion[1]) == last):
             converted[key] = value
     return converted, fmt
+
+
+def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Convert a whole checkpoint (wrapped or bare, classifier or detector/segmentor) to
+    ``xcit_dense.CrossViT`` key names; everything outside ``backbone.`` of a
+    detector/segmentor is dropped. Returns the state dict and the detected format."""
+    return convert_state_dict(backbone_part(unwrap_state_dict(ckpt)))
 
 
 def _layout(state: Dict) -> Tuple[int, Tuple[int, ...], Optional[str]]:
@@ -70,7 +78,7 @@ def _layout(state: Dict) -> Tuple[int, Tuple[int, ...], Optional[str]]:
     return num_blocks, depths, stem
 
 
-def describe_crossvit_arch(state: Dict) -> str:
+def describe_arch(state: Dict) -> str:
     """Widths, depths, MLP ratios, stem and position grids of a CrossViT state dict, for
     error messages."""
     widths, ratios, grids = [], [], []
@@ -87,7 +95,7 @@ def describe_crossvit_arch(state: Dict) -> str:
             f'{tuple(grids)}')
 
 
-def _check_crossvit_layout(state: Dict, model: nn.Module) -> Optional[str]:
+def check_layout(state: Dict, model: nn.Module) -> Optional[str]:
     """Variants that no tensor shape tells apart: a linear or multi-conv patch embedding
     (``9`` and ``9_dagger``: only the embedding's keys differ), or other depths."""
     theirs, ours = _layout(state), _layout(model.state_dict())
@@ -97,6 +105,13 @@ def _check_crossvit_layout(state: Dict, model: nn.Module) -> Optional[str]:
         return (f'It has {theirs[0]} multi-scale blocks of {theirs[1]} blocks, the model '
                 f'{ours[0]} of {ours[1]}')
     return None
+
+
+CROSSVIT_CHECKPOINTS = CheckpointFamily(
+    name='CrossViT', convert=convert_state_dict, describe=describe_arch, check=check_layout,
+    format_names=FORMAT_NAMES,
+    formats='timm (.pth or .safetensors), the CrossViT release and xcit_dense CrossViT '
+            'detection/segmentation checkpoints')
 
 
 def load_crossvit_checkpoint(model: nn.Module,
@@ -112,12 +127,8 @@ def load_crossvit_checkpoint(model: nn.Module,
         checkpoint keys the backbone has no use for (both are also logged).
 
     Raises:
-        RuntimeError: No key of the checkpoint matches the backbone (it is not a CrossViT
+        CheckpointMismatchError: No key of the checkpoint matches the backbone (it is not a CrossViT
             checkpoint), or it is another CrossViT variant (other shapes, depths or patch
             embedding); the message lists the mismatched, missing and unexpected keys.
     """
-    return load_backbone_checkpoint(
-        model, checkpoint, convert_crossvit_state_dict, describe_crossvit_arch,
-        name='CrossViT', check_fn=_check_crossvit_layout,
-        formats='timm (.pth or .safetensors), the CrossViT release and CrossViT '
-                'detection/segmentation checkpoints')
+    return load_backbone_checkpoint(model, checkpoint, CROSSVIT_CHECKPOINTS)

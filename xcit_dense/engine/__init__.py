@@ -4,11 +4,14 @@ from .checkpoints import AtomicLocalBackend, find_resume_checkpoint, is_complete
 from .data_check import DatasetNotFoundError, check_datasets_exist
 from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
 from .launch import (fall_back_from_sync_bn, load_run_config, make_resumable, resolve_resume,
-                     setup_launch)
+                     select_metrics, setup_launch)
 from .safe_globals import allow_mmengine_checkpoint_classes
+from .weights import (apply_deprecated_pretrained, load_checkpoint_strictly,
+                      register_checkpoint_readers)
 
 __all__ = ['AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
            'NonFiniteLossHook', 'RNGStateHook', 'allow_mmengine_checkpoint_classes',
-           'check_datasets_exist', 'fall_back_from_sync_bn', 'find_resume_checkpoint',
-           'is_complete_checkpoint', 'load_run_config', 'make_resumable', 'resolve_resume',
-           'setup_launch']
+           'apply_deprecated_pretrained', 'check_datasets_exist', 'fall_back_from_sync_bn',
+           'find_resume_checkpoint', 'is_complete_checkpoint', 'load_checkpoint_strictly',
+           'load_run_config', 'make_resumable', 'register_checkpoint_readers',
+           'resolve_resume', 'select_metrics', 'setup_launch']

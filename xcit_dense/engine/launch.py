@@ -2,28 +2,56 @@
 import os
 import os.path as osp
 import warnings
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
 
 from ..checkpoint.io import load_state_dict_file
 from .checkpoints import ATOMIC_BACKEND, find_resume_checkpoint
+from .weights import apply_deprecated_pretrained
+
+# What the release's ``tools/test.py --eval`` names, by the 3.x evaluator that computes it.
+EVAL_METRICS = {'CocoMetric': ('metric', ('bbox', 'segm', 'proposal', 'proposal_fast')),
+                'IoUMetric': ('iou_metrics', ('mIoU', 'mDice', 'mFscore'))}
 
 
 def load_run_config(path: str, cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
     """A config with command-line overrides applied and a work dir set (the command line's,
-    the config's, or ``work_dirs/<config name>``), as mmdet's and mmseg's tools do."""
+    the config's, or ``work_dirs/<config name>``), as mmdet's and mmseg's tools do. The
+    release's ``model.pretrained`` is honoured (see
+    :func:`~xcit_dense.engine.weights.apply_deprecated_pretrained`)."""
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
+    cfg_options = dict(cfg_options or {})
+    pretrained = cfg_options.pop('model.pretrained', None)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if pretrained is not None:
+        cfg.model['pretrained'] = pretrained
+    apply_deprecated_pretrained(cfg, from_command_line=pretrained)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def select_metrics(cfg, metrics: List[str]) -> None:
+    """The release's ``--eval bbox segm`` / ``--eval mIoU``: make the test evaluator compute
+    exactly these metrics (mmdet's ``CocoMetric.metric``, mmseg's ``IoUMetric.iou_metrics``).
+    A metric that the config's evaluators cannot compute is an error naming those they can."""
+    evaluators = (cfg.test_evaluator if isinstance(cfg.test_evaluator, list)
+                  else [cfg.test_evaluator])
+    for evaluator in evaluators:
+        key, valid = EVAL_METRICS.get(evaluator.get('type'), (None, ()))
+        if key and set(metrics) <= set(valid):
+            evaluator[key] = list(metrics)
+            return
+    known = {e.get('type'): EVAL_METRICS.get(e.get('type'), (None, ()))[1] for e in evaluators}
+    raise ValueError(f'--eval {" ".join(metrics)}: the config\'s test evaluators cannot '
+                     f'compute these; they are {known} (metrics each can compute)')
 
 
 def _replace_sync_bn(node) -> int:

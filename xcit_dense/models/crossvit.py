@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.crossvit import MultiScaleBlock
 
-from ..checkpoint import load_crossvit_checkpoint, load_init_cfg
+from ..checkpoint import (CROSSVIT_CHECKPOINTS, adapt_loaded_state, load_crossvit_checkpoint,
+                          load_init_cfg, pretrained_to_init_cfg)
 from .norm import build_norm_layer
 
 # Published variants (CrossViT paper, Table 2; timm ``crossvit_*``): branch widths, depths per
@@ -212,6 +213,8 @@ class CrossViT(nn.Module):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an ImageNet or dense
             checkpoint in any format
             :func:`~xcit_dense.checkpoint.load_crossvit_checkpoint` reads.
+        pretrained: Deprecated alias of ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained)`` (mmseg's convention for its backbones).
 
     Inputs of any size work: they are padded at the bottom and right to H' x W', the next
     multiple of both branch strides (16, or 48 for ``(12, 16)``), the position embeddings are
@@ -231,7 +234,8 @@ class CrossViT(nn.Module):
                  drop_path_rate: float = 0.,
                  norm_cfg: Dict = dict(type='BN'),
                  frozen_stages: int = -1,
-                 init_cfg: Optional[Dict] = None) -> None:
+                 init_cfg: Optional[Dict] = None,
+                 pretrained: Optional[str] = None) -> None:
         super().__init__()
         arch_cfg = resolve_crossvit_arch(arch)
         patch_strides = tuple(int(s) for s in patch_strides)
@@ -248,7 +252,7 @@ class CrossViT(nn.Module):
         self.pos_grids: Tuple[int, ...] = tuple(arch_cfg['pos_grids'])
         self.pad_multiple = math.lcm(*patch_strides)  # both grids tile the padded image
         self.frozen_stages = frozen_stages
-        self.init_cfg = init_cfg
+        self.init_cfg = pretrained_to_init_cfg(pretrained, init_cfg, 'CrossViT')
 
         self.patch_embed = nn.ModuleList([
             PatchEmbed(p, s, in_chans, d, arch_cfg['multi_conv'])
@@ -291,6 +295,12 @@ class CrossViT(nn.Module):
     def init_weights(self) -> None:
         """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
         load_init_cfg(self, self.init_cfg, load_crossvit_checkpoint, 'CrossViT')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # As XCiT's: convert any checkpoint format's keys on every load path, and refuse to
+        # leave part of the backbone at its initialisation when a whole model is loaded.
+        adapt_loaded_state(self, state_dict, prefix, CROSSVIT_CHECKPOINTS)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

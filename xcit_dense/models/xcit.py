@@ -18,7 +18,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import trunc_normal_
 
-from ..checkpoint import load_init_cfg, load_xcit_checkpoint
+from ..checkpoint import (XCIT_CHECKPOINTS, adapt_loaded_state, load_init_cfg,
+                          load_xcit_checkpoint, pretrained_to_init_cfg)
 from .norm import build_norm_layer
 from .pyramid import SimplePyramid
 
@@ -38,6 +39,9 @@ ARCH_ALIASES = {'n12': 'nano_12', 't12': 'tiny_12', 't24': 'tiny_24', 's12': 'sm
 # Blocks whose outputs feed the pyramid, by depth, as in the release's dense configs.
 DEFAULT_OUT_INDICES = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23)}
 PATCH_SIZES = (8, 16)
+# The release's ImageNet-1k checkpoint of each preset and patch size that its dense models are
+# trained from; ``init_cfg=dict(type='Pretrained', checkpoint='imagenet')`` loads it.
+IMAGENET_URL = 'https://dl.fbaipublicfiles.com/xcit/xcit_{arch}_p{patch_size}_384_dist.pth'
 
 
 def resolve_arch(arch: Union[str, Dict]) -> Dict:
@@ -385,8 +389,12 @@ class XCiT(nn.Module):
         frozen_stages: -1 trains everything; 0 freezes the patch and position embeddings;
             k > 0 also freezes the first k blocks.
         with_cp: Gradient checkpointing of each block (saves memory, costs time).
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an ImageNet or dense
-            checkpoint in any format :func:`~xcit_dense.checkpoint.load_xcit_checkpoint` reads.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an ImageNet, DINO
+            or dense checkpoint in any format :func:`~xcit_dense.checkpoint.load_xcit_checkpoint`
+            reads; ``checkpoint='imagenet'`` is the release's ImageNet checkpoint of this preset
+            and patch size (:data:`IMAGENET_URL`).
+        pretrained: Deprecated alias of ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained)`` (mmseg's convention for its backbones).
 
     Inputs of any size work: they are padded at the bottom and right to H' x W', the next
     multiple of the patch size, and the map at stride ``s`` has ``ceil(H' / s)`` x
@@ -409,7 +417,8 @@ class XCiT(nn.Module):
                  norm_cfg: Dict = dict(type='BN'),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
-                 init_cfg: Optional[Dict] = None) -> None:
+                 init_cfg: Optional[Dict] = None,
+                 pretrained: Optional[str] = None) -> None:
         super().__init__()
         arch_cfg = resolve_arch(arch)
         embed_dim, depth = arch_cfg['embed_dim'], arch_cfg['depth']
@@ -431,12 +440,14 @@ class XCiT(nn.Module):
             raise ValueError(f'frozen_stages must be in [-1, {depth}], got {frozen_stages}')
 
         self.arch = arch_cfg
+        self.arch_name: Optional[str] = (None if isinstance(arch, dict)
+                                         else ARCH_ALIASES.get(arch, arch))
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
-        self.init_cfg = init_cfg
+        self.init_cfg = pretrained_to_init_cfg(pretrained, init_cfg, 'XCiT')
 
         self.patch_embed = ConvPatchEmbed(patch_size, in_chans, embed_dim, norm_cfg)
         self.pos_embed = PositionalEncodingFourier(dim=embed_dim)
@@ -462,9 +473,25 @@ class XCiT(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def imagenet_url(self) -> str:
+        """URL of the release's ImageNet checkpoint for this preset and patch size."""
+        if self.arch_name is None:
+            raise ValueError("checkpoint='imagenet' needs a preset arch, not a custom dict")
+        return IMAGENET_URL.format(arch=self.arch_name, patch_size=self.patch_size)
+
     def init_weights(self) -> None:
         """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
-        load_init_cfg(self, self.init_cfg, load_xcit_checkpoint, 'XCiT')
+        init_cfg = self.init_cfg
+        if init_cfg is not None and init_cfg.get('checkpoint') == 'imagenet':
+            init_cfg = dict(init_cfg, checkpoint=self.imagenet_url())
+        load_init_cfg(self, init_cfg, load_xcit_checkpoint, 'XCiT')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Every load path (torch's and mmengine's load_state_dict, so load_from, tools/test.py
+        # and the inferencers) passes here: convert any checkpoint format's keys, and refuse to
+        # leave part of the backbone at its initialisation when a whole model is loaded.
+        adapt_loaded_state(self, state_dict, prefix, XCIT_CHECKPOINTS)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

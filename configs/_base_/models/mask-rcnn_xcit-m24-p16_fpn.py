@@ -5,7 +5,5 @@ model = dict(
     backbone=dict(
         arch='medium_24',
         patch_size=16,
-        drop_path_rate=0.15,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_medium_24_p16_224.pth')),
+        drop_path_rate=0.15),
     neck=dict(in_channels=[512, 512, 512, 512]))

@@ -5,7 +5,5 @@ model = dict(
     backbone=dict(
         arch='small_12',
         patch_size=16,
-        drop_path_rate=0.05,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p16_224.pth')),
+        drop_path_rate=0.05),
     neck=dict(in_channels=[384, 384, 384, 384]))

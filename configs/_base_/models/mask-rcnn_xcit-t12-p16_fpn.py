@@ -5,7 +5,5 @@ model = dict(
     backbone=dict(
         arch='tiny_12',
         patch_size=16,
-        drop_path_rate=0.0,
-        init_cfg=dict(
-            checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_tiny_12_p16_224.pth')),
+        drop_path_rate=0.0),
     neck=dict(in_channels=[192, 192, 192, 192]))

@@ -1,6 +1,6 @@
 # The XCiT-S12/8 backbone as the release configures it for detection and segmentation, for
 # configs to plug in with `backbone={{_base_.xcit_backbone}}`. Variants override arch,
-# patch_size, drop_path_rate and the checkpoint.
+# patch_size and drop_path_rate; 'imagenet' follows them to the right checkpoint.
 custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
 
 xcit_backbone = dict(
@@ -10,6 +10,5 @@ xcit_backbone = dict(
     patch_size=8,
     drop_path_rate=0.05,
     norm_cfg=dict(type='SyncBN'),  # 8 GPUs x 2 images; tools/ fall back to BN on CPU
-    init_cfg=dict(
-        type='Pretrained',
-        checkpoint='https://dl.fbaipublicfiles.com/xcit/xcit_small_12_p8_224.pth'))
+    # the release's ImageNet checkpoint of each arch and patch size (XCiT.imagenet_url)
+    init_cfg=dict(type='Pretrained', checkpoint='imagenet'))

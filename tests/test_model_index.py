@@ -1,0 +1,90 @@
+"""model-index.yml and its metafiles: well formed, every Config exists and is named after its
+file, and the 24 release dense checkpoints of facebookresearch/xcit are each listed once, on
+the config of their own variant, with the numbers of the release READMEs."""
+import glob
+import os
+import re
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URL = 'https://dl.fbaipublicfiles.com/xcit/'
+SIZES = {'t12': 'tiny_12', 's12': 'small_12', 's24': 'small_24', 'm24': 'medium_24'}
+# folder: (release config pattern, release weights file, expected model Metadata)
+RELEASE = {
+    'mask_rcnn': (r'mask-rcnn_xcit-(t12|s12|s24|m24)-p(\d+)_fpn_ms-crop-3x_coco',
+                  'coco/maskrcnn_xcit_{}_p{}.pth', {'Epochs': 36, 'Training Data': 'COCO'}),
+    'sem_fpn': (r'fpn_xcit-(\w+)-p(\d+)_8xb2-80k_ade20k-512x512', 'ade/sem_fpn_xcit_{}_p{}.pth',
+                {'Iterations': 80000, 'Training Data': 'ADE20K'}),
+    'upernet': (r'upernet_xcit-(\w+)-p(\d+)_8xb2-160k_ade20k-512x512',
+                'ade/upernet_xcit_{}_p{}.pth', {'Iterations': 160000, 'Training Data': 'ADE20K'}),
+}
+# Release READMEs: COCO box AP, mask AP; ADE20k mIoU of Semantic FPN, of UperNet.
+PAPER = {('t12', '16'): (42.7, 38.5, 38.1, 41.5), ('t12', '8'): (44.5, 40.3, 39.9, 43.5),
+         ('s12', '16'): (45.3, 40.8, 43.9, 45.9), ('s12', '8'): (47.0, 42.3, 44.2, 46.6),
+         ('s24', '16'): (46.5, 41.8, 44.6, 46.9), ('s24', '8'): (48.1, 43.0, 47.1, 48.1),
+         ('m24', '16'): (46.7, 42.0, 45.9, 47.6), ('m24', '8'): (48.5, 43.7, 46.9, 48.4)}
+
+
+def load(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return yaml.safe_load(f)
+
+
+INDEX = load('model-index.yml')
+METAFILES = {path: load(path) for path in INDEX['Import']}
+MODELS = [m for meta in METAFILES.values() for m in meta['Models']]
+
+
+def metrics(model):
+    """{metric name: value} over the model's Results (a list, or one dict)."""
+    results = model['Results']
+    results = results if isinstance(results, list) else [results]
+    for r in results:
+        assert {'Task', 'Dataset', 'Metrics'} <= set(r) and r['Metrics'], model['Name']
+    return {k: v for r in results for k, v in r['Metrics'].items()}
+
+
+def test_index_imports_the_three_metafiles():
+    assert INDEX['Import'] == ['configs/mask_rcnn/metafile.yml', 'configs/sem_fpn/metafile.yml',
+                               'configs/upernet/metafile.yml']
+
+
+@pytest.mark.parametrize('path', sorted(METAFILES))
+def test_metafile_structure(path):
+    meta = METAFILES[path]
+    collections = {c['Name'] for c in meta['Collections']}
+    assert len(collections) == len(meta['Collections']) >= 1
+    for model in meta['Models']:
+        assert model['In Collection'] in collections
+        assert os.path.dirname(model['Config']) == os.path.dirname(path)
+        assert os.path.isfile(os.path.join(ROOT, model['Config'])), model['Config']
+        assert model['Name'] == os.path.splitext(os.path.basename(model['Config']))[0]
+        assert all(0 < v < 100 for v in metrics(model).values())
+
+
+def test_names_and_weights_are_unique():
+    names = [m['Name'] for m in MODELS]
+    weights = [m['Weights'] for m in MODELS if 'Weights' in m]
+    assert len(names) == len(set(names)) == 24
+    assert len(weights) == len(set(weights)) == 24
+
+
+@pytest.mark.parametrize('folder', sorted(RELEASE))
+def test_every_release_config_carries_its_release_weights(folder):
+    pattern, weights, metadata = RELEASE[folder]
+    listed = {m['Config']: m for m in MODELS}
+    configs = sorted(os.path.relpath(p, ROOT) for p in glob.glob(f'{ROOT}/configs/{folder}/*.py'))
+    found = [c for c in configs if re.fullmatch(pattern + r'\.py', os.path.basename(c))]
+    assert len(found) == 8, found
+    for config in found:
+        size, patch = re.fullmatch(pattern + r'\.py', os.path.basename(config)).groups()
+        assert size in SIZES and patch in ('8', '16'), config
+        model = listed[config]
+        assert model['Weights'] == URL + weights.format(SIZES[size], patch)
+        assert {k: model['Metadata'][k] for k in metadata} == metadata
+        box, mask, fpn, upernet = PAPER[size, patch]
+        expected = {'mask_rcnn': {'box AP': box, 'mask AP': mask},
+                    'sem_fpn': {'mIoU': fpn}, 'upernet': {'mIoU': upernet}}[folder]
+        assert metrics(model) == expected, config

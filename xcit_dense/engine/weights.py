@@ -1,0 +1,95 @@
+"""Weights into a run's model: mmengine's checkpoint readers, the release's deprecated
+``model.pretrained`` and strict whole-model loading for evaluation."""
+import warnings
+from typing import Any, Dict, Optional
+
+from mmengine.dist import barrier, get_dist_info
+from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader
+
+from ..checkpoint import CheckpointMismatchError, describe_checkpoint, load_state_dict_file
+
+
+def load_from_local(filename: str, map_location: Any = None) -> Dict:
+    """mmengine's reader for local files, replaced by xcit_dense's: weights_only loading,
+    ``.safetensors`` files, errors that name the file."""
+    return load_state_dict_file(filename, map_location=map_location or 'cpu')
+
+
+def load_from_http(filename: str, map_location: Any = None) -> Dict:
+    """mmengine's reader for http(s) URLs, replaced by xcit_dense's: the file is downloaded
+    once into torch's hub cache (by the first process of a distributed run while the others
+    wait), read like a local file, and a failed download names the URL and the reason."""
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        checkpoint = load_state_dict_file(filename, map_location=map_location or 'cpu')
+    if world_size > 1:
+        barrier()
+        if rank > 0:
+            checkpoint = load_state_dict_file(filename, map_location=map_location or 'cpu')
+    return checkpoint
+
+
+def register_checkpoint_readers() -> None:
+    """Make every checkpoint that mmengine reads from a path or URL (``load_from``,
+    ``--resume``, ``init_cfg`` of any module, the inferencers) go through xcit_dense's reader."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
+                                     force=True)
+
+
+def apply_deprecated_pretrained(cfg, from_command_line: Optional[str] = None) -> None:
+    """Support the release's ``model.pretrained`` (mmdet 2.x / mmseg 0.x), in place.
+
+    mmdet 3.x's detectors no longer take ``pretrained`` and mmseg 1.x passes it to the
+    backbone, where it clashes with the backbone's own ``init_cfg``. So a checkpoint given as
+    ``--cfg-options model.pretrained=PATH_OR_URL`` (``from_command_line``) replaces the
+    backbone's ``init_cfg`` checkpoint, with a warning naming the 3.x way; ``model.pretrained``
+    set by a config file moves to the backbone's ``init_cfg`` when that has none, and is an
+    error when both are set (one of them would be ignored).
+    """
+    model = cfg.get('model')
+    if not model:
+        return
+    pretrained = model.get('pretrained')
+    backbone = model.get('backbone')
+    if 'pretrained' in model:
+        if cfg.get('default_scope') == 'mmseg':
+            model['pretrained'] = None
+        else:
+            del model['pretrained']
+    if pretrained is None or backbone is None:
+        return
+    init_cfg = backbone.get('init_cfg')
+    if from_command_line is None and (init_cfg or backbone.get('pretrained')):
+        raise ValueError(
+            f'The config sets both model.pretrained ({pretrained!r}) and the backbone\'s '
+            f'weights (model.backbone.init_cfg={init_cfg!r}); one of them would be ignored. '
+            'Set model.pretrained=None (e.g. when the base config is a ResNet model) or drop '
+            'model.backbone.init_cfg.')
+    backbone['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained)
+    backbone.pop('pretrained', None)
+    warnings.warn(
+        f'model.pretrained is deprecated (mmdet 2.x / mmseg 0.x); the backbone loads '
+        f'{pretrained!r} through model.backbone.init_cfg, which is how to set it from now on: '
+        f'--cfg-options model.backbone.init_cfg.checkpoint={pretrained}')
+
+
+def load_checkpoint_strictly(runner, filename: str) -> None:
+    """Load a whole-model checkpoint for evaluation through the runner (so hooks such as EMA
+    see it), insisting that every tensor of the model is in it with the right shape.
+
+    Raises:
+        CheckpointMismatchError: Names the file, says what it looks like (library versions,
+            modules, classes) and lists the missing, unexpected and other-shaped keys.
+    """
+    try:
+        runner.load_checkpoint(filename, map_location='cpu', strict=True)
+    except CheckpointMismatchError:
+        raise  # a backbone's own check: it names the file already
+    except RuntimeError as e:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        raise CheckpointMismatchError(
+            f'Checkpoint {filename} does not fit the {type(model).__name__} of the config, so '
+            f'part of the model would be evaluated at its initialisation. The checkpoint is '
+            f'{describe_checkpoint(load_state_dict_file(filename))}.\n{e}') from e
