@@ -88,3 +88,39 @@ def test_every_release_config_carries_its_release_weights(folder):
         expected = {'mask_rcnn': {'box AP': box, 'mask AP': mask},
                     'sem_fpn': {'mIoU': fpn}, 'upernet': {'mIoU': upernet}}[folder]
         assert metrics(model) == expected, config
+
+
+def test_release_config_names_are_aliases_of_the_listed_configs():
+    """``configs/xcit/`` mirrors the release's config paths (so its commands run as they are):
+    one alias per release checkpoint, each giving exactly the config listed with its weights."""
+    from mmengine.config import Config
+    aliases = sorted(glob.glob(f'{ROOT}/configs/xcit/**/*.py', recursive=True))
+    by_weights = {os.path.basename(m['Weights'])[:-len('.pth')]: m['Config'] for m in MODELS}
+    names = [os.path.basename(a)[:-len('.py')] for a in aliases]
+    # release config name -> release weights name: drop the schedule, maskrcnn without '_'
+    weights = [re.sub(r'_(3x_coco|80k_ade20k|160k_ade20k)$', '', n).replace(
+        'mask_rcnn_', 'maskrcnn_') for n in names]
+    assert sorted(weights) == sorted(by_weights)
+    for alias, name in zip(aliases, weights):
+        folder = os.path.relpath(os.path.dirname(alias), f'{ROOT}/configs/xcit')
+        assert folder == {'mask': '.', 'sem_': 'sem_fpn', 'uper': 'upernet'}[name[:4]]
+        target = Config.fromfile(os.path.join(ROOT, by_weights[name]))
+        assert Config.fromfile(alias).to_dict() == target.to_dict(), alias
+
+
+def test_eval_option_selects_the_release_metrics():
+    from mmengine.config import Config
+
+    import xcit_dense  # noqa: F401
+    from xcit_dense.engine import select_metrics
+    det = Config.fromfile(os.path.join(ROOT, 'configs/xcit/mask_rcnn_xcit_small_12_p8_3x_coco.py'))
+    select_metrics(det, ['bbox'])
+    assert det.test_evaluator.metric == ['bbox'] and det.test_evaluator.type == 'CocoMetric'
+    seg = Config.fromfile(os.path.join(
+        ROOT, 'configs/xcit/sem_fpn/sem_fpn_xcit_small_12_p8_80k_ade20k.py'))
+    select_metrics(seg, ['mIoU', 'mDice'])
+    assert seg.test_evaluator.iou_metrics == ['mIoU', 'mDice']
+    with pytest.raises(ValueError, match=re.escape(
+            "--eval mIoU: the config's test evaluators cannot compute these; they are "
+            "{'CocoMetric': ('bbox', 'segm', 'proposal', 'proposal_fast')}")):
+        select_metrics(det, ['mIoU'])

@@ -517,3 +517,72 @@ def test_backbone_pretrained_follows_mmseg_convention(family):
         cls(arch, pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth'))
     with pytest.raises(TypeError, match=f'{family}: pretrained must be a str or None, got int'):
         cls(arch, pretrained=1)
+
+
+def test_inference_apis_read_release_checkpoints(detector, segmentors, tmp_path):
+    """mmdet's ``init_detector`` and mmseg's ``init_model`` (mmengine's ``load_checkpoint``
+    function, no runner) get the release's weights too, and its classes from the mmcv 1.x
+    meta."""
+    from mmdet.apis import init_detector
+    from mmseg.apis import init_model
+    _, config, state, _, release, _ = detector
+    model = init_detector(str(config), str(release), device='cpu')
+    assert model.dataset_meta['classes'] == ('circle', 'square', 'triangle')
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    config, ours, release = segmentors['upernet']
+    model = init_model(str(config), str(release), device='cpu')
+    expected = torch.load(ours, weights_only=True)['state_dict']
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert model.dataset_meta['classes'] == ('background', 'circle', 'square', 'triangle')
+
+
+@pytest.mark.parametrize('family', ['XCiT', 'CrossViT'])
+def test_whole_model_state_dict_with_a_missing_backbone_tensor_is_refused(family):
+    """Plain torch, no OpenMMLab: a detector-like module's ``load_state_dict``, even with
+    ``strict=False``, cannot leave a backbone tensor at its initialisation."""
+    from xcit_dense.checkpoint import CheckpointMismatchError
+    from xcit_dense.models import CrossViT, XCiT
+    make = (lambda: XCiT('nano_12', patch_size=16)) if family == 'XCiT' else (
+        lambda: CrossViT('tiny'))
+    detector = torch.nn.ModuleDict(dict(backbone=make(), neck=torch.nn.Linear(2, 2)))
+    state = make().state_dict()
+    dropped = sorted(state)[5]
+    whole = {f'backbone.{k}': v for k, v in state.items() if k != dropped}
+    with pytest.raises(CheckpointMismatchError, match=re.escape(
+            f"Missing keys (1): ['backbone.{dropped}']")):
+        detector.load_state_dict(whole, strict=False)
+    whole[f'backbone.{dropped}'] = state[dropped]
+    assert detector.load_state_dict(whole, strict=False).missing_keys == [
+        'neck.weight', 'neck.bias']  # the backbone is whole: torch's own rules apply
+    assert all(torch.equal(v, state[k]) for k, v in detector['backbone'].state_dict().items())
+
+
+def test_imagenet_checkpoint_of_each_variant_lives_in_one_place(monkeypatch, file_server,
+                                                                tmp_path, randomize):
+    """Configs say ``checkpoint='imagenet'``; the backbone resolves it from its preset and
+    patch size (the release's 384 distilled weights) and loads it like any URL."""
+    import glob
+    from xcit_dense.models import XCiT
+    from xcit_dense.models import xcit as xcit_module
+    for path in glob.glob(f'{ROOT}/configs/**/*.py', recursive=True):
+        with open(path) as f:
+            assert 'dl.fbaipublicfiles.com/xcit' not in f.read(), path
+    for name in RELEASE_CONFIGS.values():
+        backbone = Config.fromfile(os.path.join(ROOT, name)).model.backbone
+        assert backbone.init_cfg == dict(type='Pretrained', checkpoint='imagenet')
+    assert XCiT('m24', patch_size=16).imagenet_url() == (
+        'https://dl.fbaipublicfiles.com/xcit/xcit_medium_24_p16_384_dist.pth')
+    folder, url, requests = file_server
+    (folder / 'xcit').mkdir()
+    torch.save(dict(model=release_classifier_state(randomize)),
+               folder / 'xcit/xcit_nano_12_p8_384_dist.pth')
+    monkeypatch.setattr(xcit_module, 'IMAGENET_URL',
+                        xcit_module.IMAGENET_URL.replace('https://dl.fbaipublicfiles.com', url))
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    model = XCiT('n12', patch_size=8, init_cfg=dict(type='Pretrained', checkpoint='imagenet'))
+    model.init_weights()
+    expected = release_classifier_state(randomize)['blocks.3.attn.qkv.weight']
+    assert torch.equal(model.state_dict()['blocks.3.attn.qkv.weight'], expected)
+    assert requests.count('/xcit/xcit_nano_12_p8_384_dist.pth') == 1
