@@ -466,7 +466,7 @@ def test_release_training_command_runs(toy_cfg, toy_ade_root, randomize, tmp_pat
                           text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
-    assert f"Loaded 344 XCiT tensors from {imagenet} (the XCiT release's)" in log
+    assert f"Loaded 344 XCiT tensors from {imagenet} (the XCiT release's format)" in log
     assert "randomness = dict(deterministic=True, seed=0)" in log
 
 

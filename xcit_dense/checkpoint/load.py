@@ -190,7 +190,7 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
             + f'\nUnexpected keys ({len(unexpected)}): {_abbrev(unexpected)}')
     model.load_state_dict({k: state[k] for k in matched}, strict=False)
     _log(f'Loaded {len(matched)} {family.name} tensors from {source} '
-         f'({family.format_names.get(fmt, fmt)})')
+         f'({family.format_names.get(fmt, fmt)} format)')
     if missing:
         _log(f'Keys missing from {source} (left at their initialisation): {missing}',
              logging.WARNING)
