@@ -231,3 +231,32 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
     with pytest.raises(RuntimeError, match='refused and nothing in it was executed'):
         load_xcit_checkpoint(XCiT('nano_12'), str(path))
     assert not os.path.exists(marker)
+
+
+def test_model_ending_before_the_last_block_loads_its_own_and_imagenet_checkpoints(
+        timm_state, tmp_path, monkeypatch):
+    """out_indices ending at block 10 keep 11 blocks: the model's own 11-block checkpoint
+    loads, and a 12-block ImageNet checkpoint loads with its unused block dropped (logged)."""
+    model = XCiT('nano_12', patch_size=16, out_indices=(2, 5, 8, 10))
+    assert len(model.blocks) == 11
+    own = tmp_path / 'own.pth'
+    torch.save(model.state_dict(), own)
+    other = XCiT('nano_12', patch_size=16, out_indices=(2, 5, 8, 10))
+    assert load_xcit_checkpoint(other, str(own)) == dict(missing=[], unexpected=[])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in other.state_dict().items())
+    imagenet = tmp_path / 'imagenet.pth'
+    torch.save(timm_state, imagenet)
+    logged = []
+    monkeypatch.setattr('xcit_dense.checkpoint.xcit._log', logged.append)
+    info = load_xcit_checkpoint(other, str(imagenet))
+    assert info['unexpected'] == []
+    assert torch.equal(other.state_dict()['blocks.10.attn.qkv.weight'],
+                       timm_state['blocks.10.attn.qkv.weight'])
+    assert logged == ["The model keeps 11 of its 12 blocks (out_indices end at block 10): the "
+                      "checkpoint's block 11 is not loaded"]
+    tiny24 = tmp_path / 'tiny24.pth'
+    torch.save(XCiT('tiny_24', patch_size=16).state_dict(), tiny24)
+    with pytest.raises(RuntimeError, match=re.escape(
+            'It has 24 blocks, the model 11 (of a 12-block preset)')):
+        load_xcit_checkpoint(XCiT('tiny_12', patch_size=16, out_indices=(2, 5, 8, 10)),
+                             str(tiny24))

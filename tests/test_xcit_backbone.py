@@ -64,6 +64,32 @@ def test_streamed_inference_equals_the_unchunked_forward(patch_size, randomize, 
         assert (a - b).abs().max().item() <= 1e-5 * b.abs().max().item()
 
 
+def test_no_streaming_for_batch_statistics_or_graph_capture(monkeypatch):
+    """BatchNorm without running statistics normalises with the batch's statistics even in
+    eval mode: streamed chunks would each get their own. And traced, exported or compiled
+    forwards would unroll the streamed loops."""
+    from unittest import mock
+
+    from xcit_dense.models.xcit import can_stream
+    calls = stream_in_small_chunks(monkeypatch)
+    torch.manual_seed(0)
+    model = XCiT('nano_12', patch_size=8,
+                 norm_cfg=dict(type='BN', track_running_stats=False)).eval()
+    x = torch.randn(1, 3, 96, 96) * 3
+    with torch.no_grad():
+        inference = model(x)
+    reference = model(x)  # with autograd: the plain forward
+    assert calls == dict(blocks=0, stem=0)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(inference, reference))
+    block, tokens = XCiT('nano_12').eval().blocks[0], torch.randn(1, 2048, 128)
+    with torch.no_grad():
+        assert can_stream(block, tokens)
+        for check in ('torch.jit.is_tracing', 'torch.compiler.is_compiling',
+                      'torch.onnx.is_in_onnx_export'):
+            with mock.patch(check, return_value=True):
+                assert not can_stream(block, tokens), check
+
+
 def test_streaming_only_in_cpu_inference_with_batch_norms(monkeypatch):
     calls = stream_in_small_chunks(monkeypatch)
     x = torch.randn(1, 3, 96, 96)
@@ -139,6 +165,10 @@ def test_unknown_arch_lists_valid_names():
 def test_custom_arch_dict():
     model = XCiT(dict(embed_dim=64, depth=6, num_heads=2), out_indices=(1, 2, 3, 5))
     assert model.embed_dim == 64 and len(model.blocks) == 6
+    assert model.arch['eta'] == 1.0 and model.blocks[0].gamma1[0].item() == 1.0
+    # the README's form, with eta
+    model = XCiT(arch=dict(embed_dim=64, depth=12, num_heads=2, eta=1e-5))
+    assert model.arch['eta'] == 1e-5 and model.blocks[0].gamma1[0].item() == pytest.approx(1e-5)
     with pytest.raises(KeyError, match='missing'):
         XCiT(dict(embed_dim=64))
 
@@ -180,28 +210,61 @@ def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
     assert torch.equal(block._residual(x, branch, gamma), x + 2.)
 
 
-def test_frozen_stages_freeze_embedding_and_first_blocks():
-    model = XCiT('nano_12', frozen_stages=2)
+def test_frozen_stages_freeze_embedding_and_first_blocks(randomize):
+    """After an optimizer step in training mode, no frozen parameter or BatchNorm statistic
+    has changed, and every trainable one has."""
+    model = randomize(XCiT('nano_12', patch_size=16, frozen_stages=2, drop_path_rate=0.1))
     model.train()
     frozen = [model.patch_embed, model.pos_embed, model.blocks[0], model.blocks[1]]
-    assert all(not p.requires_grad for m in frozen for p in m.parameters())
-    assert all(p.requires_grad for p in model.blocks[2].parameters())
     assert not model.patch_embed.training and not model.blocks[1].local_mp.bn.training
     assert model.blocks[2].training
+    frozen_names = {f'{prefix}.{k}' for prefix, m in zip(
+        ('patch_embed', 'pos_embed', 'blocks.0', 'blocks.1'), frozen) for k in m.state_dict()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    weights = [torch.randn(o.shape[1:]) for o in model(torch.randn(2, 3, 64, 64))]
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum((o * w).sum() for o, w in zip(outs, weights)).backward()
+    optimizer.step()
+    after = model.state_dict()
+    params = dict(model.named_parameters())
+    for key, value in after.items():
+        if key.endswith('num_batches_tracked') or key not in params and 'running' not in key:
+            continue
+        changed = not torch.equal(value, before[key])
+        if key in frozen_names:
+            assert not changed and (key not in params or not params[key].requires_grad), key
+        else:
+            assert changed, key
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 3])
+def test_gradient_checkpointing_gives_the_same_gradients(frozen_stages, monkeypatch, randomize):
+    """Every trainable block is checkpointed (the first after frozen ones too), and the
+    gradients of every parameter equal the plain forward's, drop path included."""
+    import torch.utils.checkpoint as cp
     torch.manual_seed(0)
-    plain = XCiT('nano_12', patch_size=16)
-    ckpt = XCiT('nano_12', patch_size=16, with_cp=True)
+    plain = randomize(XCiT('nano_12', patch_size=16, drop_path_rate=0.2,
+                           frozen_stages=frozen_stages))
+    ckpt = XCiT('nano_12', patch_size=16, drop_path_rate=0.2, frozen_stages=frozen_stages,
+                with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    calls = []
+    checkpoint = cp.checkpoint
+    monkeypatch.setattr(cp, 'checkpoint', lambda fn, *a, **k: calls.append(fn) or checkpoint(
+        fn, *a, **k))
+    x = torch.randn(8, 3, 64, 64)  # 8 samples: no residual branch is dropped for all
     grads = []
     for model in (plain, ckpt):
         model.train()
-        sum(o.sum() for o in model(x)).backward()
-        grads.append(model.blocks[0].attn.qkv.weight.grad)
-    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+        torch.manual_seed(1)  # the same drop-path masks
+        sum(o.square().sum() for o in model(x)).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.requires_grad})
+    assert calls == list(ckpt.blocks[max(frozen_stages, 0):])
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for key, grad in grads[0].items():
+        assert grad is not None and grad.abs().max() > 0, key
+        assert torch.allclose(grad, grads[1][key], rtol=1e-4, atol=1e-6), key
 
 
 def test_rejects_non_image_input():

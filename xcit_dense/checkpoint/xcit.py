@@ -104,11 +104,12 @@ def fit_depth(state: Dict, model: nn.Module) -> Optional[str]:
     kept = len(getattr(model, 'blocks', ()))
     preset = getattr(model, 'arch', {}).get('depth', kept)
     if depth == preset and kept < preset:
-        unused = [k for k in state if k.startswith('blocks.') and int(k.split('.')[1]) >= kept]
-        for k in unused:
+        for k in [k for k in state if k.startswith('blocks.') and int(k.split('.')[1]) >= kept]:
             del state[k]
+        unused = (f'block {kept} is' if kept == preset - 1
+                  else f'blocks {kept} to {preset - 1} are')
         _log(f'The model keeps {kept} of its {preset} blocks (out_indices end at block '
-             f'{kept - 1}); the checkpoint\'s blocks {kept} to {preset - 1} are not loaded')
+             f'{kept - 1}): the checkpoint\'s {unused} not loaded')
         return None
     if depth and depth != kept:
         return (f'It has {depth} blocks, the model {kept}'

@@ -51,7 +51,7 @@ def resolve_arch(arch: Union[str, Dict]) -> Dict:
         if missing:
             raise KeyError(f'Custom XCiT arch is missing {sorted(missing)}; '
                            'it needs embed_dim, depth, num_heads and optionally eta')
-        return dict(eta=1.0, **arch)
+        return {'eta': 1.0, **arch}
     name = ARCH_ALIASES.get(arch, arch)
     if name not in ARCH_ZOO:
         raise KeyError(f'Unknown XCiT arch {arch!r}; valid names are {sorted(ARCH_ZOO)} '
@@ -60,16 +60,34 @@ def resolve_arch(arch: Union[str, Dict]) -> Dict:
     return dict(ARCH_ZOO[name])
 
 
+def _is_graph_capture() -> bool:
+    """Whether the forward is being traced, scripted, exported to ONNX or compiled: the
+    streamed loops would be unrolled there (a graph per chunk), so the plain forward is used."""
+    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or compiling()
+            or torch.onnx.is_in_onnx_export())
+
+
+def _acts_per_pixel(m: nn.Module) -> bool:
+    """Whether a module treats every pixel (token) on its own at inference: normalisation
+    layers must not use statistics of the whole map or batch."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return not m.training and m.track_running_stats and m.running_mean is not None
+    return not isinstance(m, (nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+                              nn.LocalResponseNorm))
+
+
 def can_stream(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` may run its streamed (chunked) inference forward on ``x``.
 
-    Streaming keeps each chunk's intermediates in the CPU cache. It needs CPU inference (no
-    autograd) with every norm in eval-mode BatchNorm, which acts per pixel: a GroupNorm or a
-    training-mode BatchNorm needs statistics over the whole map. On GPUs the unchunked path is
-    faster (kernel launches, not the cache, bound it there).
+    Streaming keeps each chunk's intermediates in the CPU cache and gives the same outputs as
+    the plain forward only where every layer acts per pixel: CPU inference (no autograd),
+    nothing in training mode, BatchNorms in eval mode with running statistics, no GroupNorm or
+    InstanceNorm; and not while the forward is traced, exported or compiled. On GPUs the
+    unchunked path is faster (kernel launches, not the cache, bound it there).
     """
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and not module.training
-            and all(not isinstance(m, nn.GroupNorm) for m in module.modules()))
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and not _is_graph_capture()
+            and all(not m.training and _acts_per_pixel(m) for m in module.modules()))
 
 
 class PositionalEncodingFourier(nn.Module):
@@ -526,7 +544,9 @@ class XCiT(nn.Module):
 
         outs = []
         for i, block in enumerate(self.blocks):
-            if self.with_cp and self.training and x.requires_grad:
+            # every trainable block, the first after frozen ones too (its input needs no grad)
+            if (self.with_cp and self.training and torch.is_grad_enabled()
+                    and i >= self.frozen_stages):
                 x = cp.checkpoint(block, x, H, W, use_reentrant=False)
             else:
                 x = block(x, H, W)
