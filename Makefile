@@ -2,7 +2,6 @@
 # the checkout, in ~/.cache/xcit_dense, so only the first set-up on a machine builds it).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit lint clean
 
@@ -26,7 +25,7 @@ demo: setup
 		--work-dir $(DEMO_DET_DIR) --show-dir vis
 
 # Generate the toy ADE20k-layout data, train a small XCiT Semantic FPN on CPU, evaluate mIoU
-# with IoUMetric and draw the predictions into $(DEMO_SEG_DIR)/*/vis/.
+# with IoUMetric and draw the predictions into $(DEMO_SEG_DIR)/vis/vis_data/vis_image/.
 demo-seg: setup
 	$(PY) tools/make_toy_data.py ade data/toy_ade
 	$(PY) tools/train.py $(DEMO_SEG_CONFIG) --work-dir $(DEMO_SEG_DIR)

@@ -60,10 +60,12 @@ def test_two_cpu_processes_match_one_process_with_the_total_batch(toy_cfg, toy_a
 def test_two_cpu_processes_train_and_evaluate_the_toy_detector(toy_cfg, toy_coco_root,
                                                                tmp_path):
     """Mask R-CNN samples anchors and RoIs at random in each process, so two processes cannot
-    reproduce one process bit for bit; they train and evaluate like it."""
+    reproduce one process's training bit for bit; their evaluation, split over the two
+    processes and gathered, gives the metrics one process computes with the same weights."""
     cfg = toy_cfg('det', toy_coco_root, tmp_path / 'work', 'dist_det')
     cfg.train_dataloader.batch_size = 2  # 2 processes x 2 = the single-process batch of 4
     cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 1, 1
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # a model after 2 iterations: keep detections
     cfg.dump(str(tmp_path / 'det.py'))
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29518')
     proc = subprocess.run(['bash', 'tools/dist_train.sh', str(tmp_path / 'det.py'), '2'],
@@ -72,10 +74,19 @@ def test_two_cpu_processes_train_and_evaluate_the_toy_detector(toy_cfg, toy_coco
     log = proc.stdout + proc.stderr
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
     assert 'Epoch(train) [1][2/2]' in log  # 8 images / (2 processes x 2) = 2 iterations
-    for key in ('bbox', 'segm'):
-        assert re.search(rf'coco/{key}_mAP: \d\.\d+', log)
-    state = torch.load(tmp_path / 'work' / 'epoch_1.pth', weights_only=True)['state_dict']
+    checkpoint = tmp_path / 'work' / 'epoch_1.pth'
+    state = torch.load(checkpoint, weights_only=True)['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    single = subprocess.run([sys.executable, 'tools/test.py', str(tmp_path / 'det.py'),
+                             str(checkpoint), '--work-dir', str(tmp_path / 'single')],
+                            cwd=ROOT, capture_output=True, text=True, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    def metrics(text):
+        found = dict(re.findall(r'coco/((?:bbox|segm)_mAP(?:_50|_75)?): (-?\d\.\d+)', text))
+        assert len(found) == 6, text[-2000:]
+        return found
+    assert metrics(log) == metrics(single.stdout + single.stderr)
 
 
 def test_sync_bn_falls_back_to_bn_with_a_warning_and_trains(toy_cfg, toy_ade_root, tmp_path,

@@ -17,8 +17,9 @@ from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.checkpoint.io import load_state_dict_file
-from xcit_dense.engine import (check_datasets_exist, load_checkpoint_strictly, load_run_config,
-                               select_metrics, setup_launch)
+from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
+                               check_model_builds, load_checkpoint_strictly, load_run_config,
+                               select_metrics, setup_launch, short_errors)
 
 
 def parse_args():
@@ -38,6 +39,8 @@ def parse_args():
     parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
                         dest='cfg_options', help='override config settings, key=value '
                         '(--options: mmseg 0.x\'s name)')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='let --cfg-options add keys the config does not have')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -62,8 +65,11 @@ def enable_visualization(cfg, show_dir: str) -> None:
 
 def main():
     args = parse_args()
-    cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher,
+                          args.allow_new_keys)
     cfg.load_from = None  # loaded strictly below
+    check_checkpoint_exists(args.checkpoint)
+    check_model_builds(cfg)
     if args.eval:
         select_metrics(cfg, args.eval)
     if args.show_dir:
@@ -93,4 +99,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors(os.path.basename(__file__)):
+        main()

@@ -14,8 +14,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
-from xcit_dense.engine import (check_datasets_exist, load_run_config, make_resumable,
-                               resolve_resume, setup_launch)
+from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
+                               check_model_builds, load_run_config, make_resumable,
+                               resolve_resume, setup_launch, short_errors)
 
 
 def parse_args():
@@ -34,6 +35,8 @@ def parse_args():
     parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
                         dest='cfg_options', help='override config settings, key=value (e.g. '
                         'train_cfg.max_epochs=1; --options: mmseg 0.x\'s name)')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='let --cfg-options add keys the config does not have')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -44,7 +47,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher,
+                          args.allow_new_keys)
     if args.seed is not None or args.deterministic:
         cfg.randomness = dict(cfg.get('randomness') or {})
         if args.seed is not None:
@@ -59,6 +63,9 @@ def main():
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                                'config')
         cfg.auto_scale_lr.enable = True
+    check_model_builds(cfg)
+    if cfg.get('load_from'):
+        check_checkpoint_exists(cfg.load_from)
     check_datasets_exist(cfg)
     make_resumable(cfg)
     resolve_resume(cfg, args.resume)
@@ -68,4 +75,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors(os.path.basename(__file__)):
+        main()

@@ -5,6 +5,8 @@ from .data_check import DatasetNotFoundError, check_datasets_exist
 from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
 from .launch import (fall_back_from_sync_bn, load_run_config, make_resumable, resolve_resume,
                      select_metrics, setup_launch)
+from .preflight import (UsageError, build_model, check_cfg_options, check_checkpoint_exists,
+                        check_model_builds, short_errors)
 from .safe_globals import allow_mmengine_checkpoint_classes
 from .weights import (apply_deprecated_pretrained, load_checkpoint_strictly,
                       register_checkpoint_readers)
@@ -14,4 +16,5 @@ __all__ = ['AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
            'apply_deprecated_pretrained', 'check_datasets_exist', 'fall_back_from_sync_bn',
            'find_resume_checkpoint', 'is_complete_checkpoint', 'load_checkpoint_strictly',
            'load_run_config', 'make_resumable', 'register_checkpoint_readers',
-           'resolve_resume', 'select_metrics', 'setup_launch']
+           'resolve_resume', 'select_metrics', 'setup_launch', 'UsageError', 'build_model',
+           'check_cfg_options', 'check_checkpoint_exists', 'check_model_builds', 'short_errors']

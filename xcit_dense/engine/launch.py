@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 from ..checkpoint.io import load_state_dict_file
 from .checkpoints import ATOMIC_BACKEND, find_resume_checkpoint
+from .preflight import UsageError, check_cfg_options
 from .weights import apply_deprecated_pretrained
 
 # What the release's ``tools/test.py --eval`` names, by the 3.x evaluator that computes it.
@@ -17,15 +18,20 @@ EVAL_METRICS = {'CocoMetric': ('metric', ('bbox', 'segm', 'proposal', 'proposal_
 
 
 def load_run_config(path: str, cfg_options: Optional[dict] = None,
-                    work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+                    work_dir: Optional[str] = None, launcher: str = 'none',
+                    allow_new_keys: bool = False) -> Config:
     """A config with command-line overrides applied and a work dir set (the command line's,
     the config's, or ``work_dirs/<config name>``), as mmdet's and mmseg's tools do. The
     release's ``model.pretrained`` is honoured (see
-    :func:`~xcit_dense.engine.weights.apply_deprecated_pretrained`)."""
+    :func:`~xcit_dense.engine.weights.apply_deprecated_pretrained`); a ``cfg_options`` key
+    that the config does not have is an error unless ``allow_new_keys``."""
+    if not os.path.isfile(path):
+        raise UsageError(f'config {path} does not exist')
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     cfg_options = dict(cfg_options or {})
     pretrained = cfg_options.pop('model.pretrained', None)
+    check_cfg_options(cfg, cfg_options, allow_new_keys)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if pretrained is not None:

@@ -1,0 +1,82 @@
+"""Mistakes on the command line are reported first, in one short message naming the culprit,
+and the launch scripts share the CPU cores among processes."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import xcit_dense  # noqa: F401
+from xcit_dense.engine import UsageError, load_run_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEG = os.path.join(ROOT, 'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py')
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_unknown_cfg_options_key_stops_before_the_run_with_the_closest_key():
+    proc = run_tool('tools/train.py', SEG, '--cfg-options', 'train_cfg.max_iter=8')
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        'train.py: error: --cfg-options train_cfg.max_iter: the config has no key '
+        'train_cfg.max_iter; did you mean train_cfg.max_iters? (--allow-new-keys adds keys on '
+        'purpose)')
+    assert 'System environment' not in proc.stdout + proc.stderr  # before the banner
+    assert 'Traceback' not in proc.stderr
+
+
+def test_model_and_checkpoint_mistakes_are_one_line(tmp_path):
+    proc = run_tool('tools/test.py', SEG, str(tmp_path / 'missing.pth'))
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f'test.py: error: checkpoint {tmp_path / "missing.pth"} does not exist')
+    proc = run_tool('tools/train.py', SEG, '--cfg-options', 'model.backbone.arch=small12')
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(
+        "train.py: error: the model of the config does not build: Unknown XCiT arch "
+        "'small12'; valid names are ['large_24', 'medium_24', 'nano_12', 'small_12'")
+    assert 'System environment' not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize('key,message', [
+    ('model.backbone.patchsize', 'the config has no key model.backbone.patchsize; did you mean '
+                                 'model.backbone.patch_size?'),
+    ('model.backbone.init_cfg.checkpoint', 'the config has no key '
+                                           'model.backbone.init_cfg.checkpoint; '
+                                           'model.backbone.init_cfg is None'),
+    ('train_dataloader.dataset.pipeline.9.type', 'the config has no key '
+                                                 'train_dataloader.dataset.pipeline.9; '
+                                                 'train_dataloader.dataset.pipeline has 4 items'),
+])
+def test_cfg_options_keys_must_exist_unless_allowed(key, message):
+    with pytest.raises(UsageError, match=re.escape(f'--cfg-options {key}: {message} '
+                                                   '(--allow-new-keys adds keys on purpose)')):
+        load_run_config(SEG, {key: 8})
+    cfg = load_run_config(SEG, {'model.backbone.patchsize': 8, 'train_cfg.max_iters': 7},
+                          allow_new_keys=True)
+    assert cfg.model.backbone.patchsize == 8 and cfg.train_cfg.max_iters == 7
+
+
+@pytest.mark.parametrize('user_threads,nproc,expected', [
+    (None, 2, max(1, os.cpu_count() // 2)), (None, 64, 1), ('3', 2, 3)])
+def test_dist_scripts_share_the_cores_among_cpu_processes(tmp_path, user_threads, nproc,
+                                                          expected):
+    """Without OMP_NUM_THREADS, each of N CPU processes gets cores / N threads (torchrun's
+    default, one each, leaves cores idle; more than cores / N oversubscribes them)."""
+    stub = tmp_path / 'python'
+    stub.write_text('#!/bin/sh\necho "threads=$OMP_NUM_THREADS"\n')
+    stub.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+    env['PYTHON'] = str(stub)
+    env['PATH'] = '/usr/bin:/bin'  # no nvidia-smi: a CPU machine
+    if user_threads:
+        env['OMP_NUM_THREADS'] = user_threads
+    for script in (['tools/dist_train.sh', SEG, str(nproc)],
+                   ['tools/dist_test.sh', SEG, 'ckpt.pth', str(nproc)]):
+        proc = subprocess.run(['bash', *script], cwd=ROOT, capture_output=True, text=True,
+                              env=env)
+        assert proc.stdout.strip() == f'threads={expected}', proc.stderr
