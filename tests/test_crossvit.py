@@ -1,10 +1,13 @@
 """The CrossViT backbone: equivalence with timm, shapes, checkpoints, registry, toy training."""
+import copy
 import math
 import numbers
+import re
 
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from xcit_dense.checkpoint import convert_crossvit_state_dict, load_crossvit_checkpoint
@@ -48,6 +51,51 @@ def test_branches_match_timm_forward_intermediates(arch):
         assert (a - e).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize('arch', ['tiny', '9_dagger'])
+def test_default_stride_8_branches_match_a_reference_from_timm_modules(arch):
+    """The default ``patch_strides=(8, 16)``, which no timm model has, against a reference
+    assembled from a timm CrossVit's own modules with the same random weights: the image
+    padded at the bottom and right to a multiple of 16; timm's 12-px patch embedding run at
+    stride 8, padded by 2 so that each 12 x 12 patch is centred on its 8 x 8 cell (the
+    multi-conv stem: its middle 3x3 conv at stride 2, padding 1), as ``PatchEmbed``
+    documents; timm's 16-px embedding as it is; timm's class tokens, and its position
+    embeddings resized to each grid as timm's ``resample_abs_pos_embed`` does (bicubic,
+    antialiased, class token kept), here written out; then timm's three MultiScaleBlocks (the
+    last one's fusion included: it only changes the class tokens) and the patch tokens as
+    maps. Grids: shrunk (12 x 16 and 6 x 8 from 20 x 20 and 14 x 14), padded (100 x 75 to
+    112 x 80), taller than the embeddings' (22 x 6 and 11 x 3)."""
+    ref = randomize(timm.create_model(f'crossvit_{arch}_240')).eval()
+    model = CrossViT(arch).eval()
+    assert model.patch_strides == (8, 16)
+    result = model.load_state_dict(ref.state_dict(), strict=False)
+    assert all(k.startswith('pyramid.') for k in result.missing_keys)
+    small = copy.deepcopy(ref.patch_embed[0].proj)
+    conv = small if isinstance(small, torch.nn.Conv2d) else small[2]
+    conv.stride, conv.padding = ((8, 8), (2, 2)) if conv is small else ((2, 2), (1, 1))
+    for H, W in [(96, 128), (100, 75), (176, 48)]:
+        x = torch.randn(2, 3, H, W)
+        with torch.no_grad():
+            padded = F.pad(x, (0, -W % 16, 0, -H % 16))
+            maps = [small(padded), ref.patch_embed[1].proj(padded)]
+            tokens = []
+            for i, y in enumerate(maps):
+                pos = getattr(ref, f'pos_embed_{i}')
+                old = math.isqrt(pos.shape[1] - 1)
+                grid = pos[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+                grid = F.interpolate(grid, size=y.shape[-2:], mode='bicubic', antialias=True)
+                pos = torch.cat((pos[:, :1], grid.flatten(2).transpose(1, 2)), dim=1)
+                cls = getattr(ref, f'cls_token_{i}').expand(len(x), -1, -1)
+                tokens.append(torch.cat((cls, y.flatten(2).transpose(1, 2)), dim=1) + pos)
+            for block in ref.blocks:
+                tokens = block(tokens)
+            expected = [t[:, 1:].transpose(1, 2).reshape(y.shape) for t, y in zip(tokens, maps)]
+            actual = model.forward_branches(x)
+        Hp, Wp = padded.shape[-2:]
+        for e, a, stride, width in zip(expected, actual, (8, 16), model.embed_dim):
+            assert a.shape == e.shape == (2, width, Hp // stride, Wp // stride)
+            assert (a - e).abs().max().item() <= 1e-5, (H, W)
+
+
 @pytest.mark.parametrize('strides,multiple', [((8, 16), 16), ((12, 16), 48)])
 @pytest.mark.parametrize('H,W', [(240, 240), (100, 75), (64, 200)])
 def test_output_shapes_and_strides(strides, multiple, H, W):
@@ -77,11 +125,54 @@ def test_pyramid_ops_and_norms():
     assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in sync.modules()) == 4
 
 
-def test_every_parameter_gets_a_gradient():
-    """No parameter is unused (DDP would need find_unused_parameters)."""
-    model = CrossViT('tiny').train()
-    sum(o.mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
-    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+def gradient_free(model: CrossViT) -> set:
+    """The parameters whose gradient is zero by construction (in training, BatchNorm pyramid):
+
+    - the fusions' key biases (``attn.wk.bias``): a key bias adds the same q . b to all of a
+      query's logits, which softmax ignores (the blocks' self-attention has its key bias in
+      the fused qkv bias, whose query and value parts do get gradients);
+    - biases that add a per-channel constant to all a training BatchNorm normalises, which it
+      subtracts again: the pyramid's transposed convolutions', and the last block's MLP output
+      bias of a branch whose levels only max-pool before their norm (the large-patch branch;
+      the small one's reaches stride 4 through a transposed conv, which weighs it by the
+      position in the kernel).
+    """
+    names = {n for n, _ in model.named_parameters()
+             if re.fullmatch(r'blocks\.\d+\.fusion\.\d+\.attn\.wk\.bias', n)}
+    levels = list(zip(model.pyramid, model.pyramid.sources))
+    names |= {f'pyramid.{i}.0.bias' for i, (level, _) in enumerate(levels)
+              if isinstance(level[0], torch.nn.ConvTranspose2d)}
+    for b, branch in enumerate(model.blocks[-1].blocks):
+        if not any(isinstance(m, torch.nn.ConvTranspose2d)
+                   for level, source in levels if source == b for m in level):
+            names.add(f'blocks.{len(model.blocks) - 1}.blocks.{b}.{len(branch) - 1}.mlp.fc2.bias')
+    return names
+
+
+@pytest.mark.parametrize('strides,frozen_stages', [((8, 16), -1), ((12, 16), -1), ((8, 16), 1)])
+def test_every_trainable_parameter_gets_a_nonzero_gradient(strides, frozen_stages):
+    """No parameter is unused (DDP would need find_unused_parameters), every trainable one
+    gets a gradient that is not zero but for those that cannot have one
+    (:func:`gradient_free`, exactly these), and frozen ones get none.
+
+    The loss is a random projection of the outputs: ``sum(o.mean())`` would be the pyramid
+    norms' biases alone whatever the trunk gives (a training BatchNorm's output has the mean
+    of its bias), leaving the trunk with rounding noise, as small as 1e-20. In float64 that
+    noise is below 1e-11; real gradients here are above 1e-3.
+    """
+    model = CrossViT('tiny', patch_strides=strides, frozen_stages=frozen_stages)
+    model = model.double().train()
+    outs = model(torch.randn(2, 3, 48, 80, dtype=torch.float64))
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    params = dict(model.named_parameters())
+    frozen = [n for n, p in params.items() if not p.requires_grad]
+    assert frozen == [n for n in params if frozen_stages == 1 and n.startswith(
+        ('patch_embed.', 'pos_embed_', 'cls_token_', 'blocks.0.'))]
+    assert [n for n in frozen if params[n].grad is not None] == []
+    trainable = {n: p.grad for n, p in params.items() if p.requires_grad}
+    assert [n for n, g in trainable.items() if g is None] == []
+    assert {n for n, g in trainable.items() if g.norm() <= 1e-8} == gradient_free(model) - set(
+        frozen)
 
 
 def test_padding_only_adds_rows_and_columns():

@@ -50,7 +50,14 @@ def test_config_builds_and_predicts(path):
         results = model(**data, mode='predict')
     assert [f.shape[-2:] for f in feats] == [(96 // s, 128 // s) for s in (4, 8, 16, 32)]
     assert len(results) == 1 and 'pred_instances' in results[0]
-    assert results[0].pred_instances.bboxes.shape[-1] == 4
+    pred = results[0].pred_instances
+    boxes, scores = pred.bboxes, pred.scores
+    assert boxes.shape == (len(scores), 4) and len(pred.labels) == len(scores)
+    assert ((boxes[:, 0] <= boxes[:, 2]) & (boxes[:, 1] <= boxes[:, 3])).all()
+    assert (boxes >= 0).all() and (boxes[:, 0::2] <= 128).all() and (boxes[:, 1::2] <= 96).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    num_classes = 3 if '/toy/' in path else 80
+    assert ((pred.labels >= 0) & (pred.labels < num_classes)).all()
 
 
 def test_release_recipe_in_the_user_config():

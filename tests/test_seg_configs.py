@@ -43,13 +43,17 @@ def test_config_builds_predicts_and_slides(path):
     with torch.no_grad():
         feats = model.backbone(inputs)
         whole = model.predict(inputs, [SegDataSample(metainfo=meta)])
+        # one window covering the image computes exactly the whole-image inference
+        model.test_cfg = ConfigDict(mode='slide', crop_size=(H, W), stride=(H, W))
+        one_window = model.predict(inputs, [SegDataSample(metainfo=meta)])
         model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(48, 48))
         slide = model.predict(inputs, [SegDataSample(metainfo=meta)])
     assert [f.shape[-2:] for f in feats] == [(H // s, W // s) for s in (4, 8, 16, 32)]
+    assert torch.allclose(one_window[0].seg_logits.data, whole[0].seg_logits.data, atol=1e-5)
     for result in (whole, slide):
-        assert result[0].seg_logits.data.shape == (num_classes, H, W)
-        assert result[0].pred_sem_seg.data.shape == (1, H, W)
-        assert int(result[0].pred_sem_seg.data.max()) < num_classes
+        logits = result[0].seg_logits.data
+        assert logits.shape == (num_classes, H, W) and torch.isfinite(logits).all()
+        assert torch.equal(result[0].pred_sem_seg.data[0], logits.argmax(0))
 
 
 def test_release_recipe():

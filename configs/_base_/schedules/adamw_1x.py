@@ -1,4 +1,5 @@
-# 1x: 12 epochs, LR steps at 8 and 11; otherwise the 3x recipe.
+# 1x: 12 epochs, LR steps at 8 and 11 (mmdet's 1x); otherwise adamw_3x.py, with its differences
+# from the release (fp32, weight decay). The release has no 1x XCiT config.
 _base_ = './adamw_3x.py'
 
 max_epochs = 12
