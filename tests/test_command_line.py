@@ -80,3 +80,17 @@ def test_dist_scripts_share_the_cores_among_cpu_processes(tmp_path, user_threads
         proc = subprocess.run(['bash', *script], cwd=ROOT, capture_output=True, text=True,
                               env=env)
         assert proc.stdout.strip() == f'threads={expected}', proc.stderr
+
+
+def test_readme_says_how_to_run_the_tools_and_where_the_demo_pictures_are():
+    """The README's CPU set-up says how to run the tools in .venv, and names the folder that
+    mmseg's visualizer writes the segmentation demo's pictures to (the toy training tests
+    check that folder)."""
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    with open(os.path.join(ROOT, 'Makefile')) as f:
+        makefile = f.read()
+    assert '`source .venv/bin/activate`' in readme
+    assert '`PYTHON=.venv/bin/python\ntools/dist_train.sh CONFIG 2`' in readme
+    assert '`work_dirs/demo_seg/vis/vis_data/vis_image/`' in readme
+    assert '$(DEMO_SEG_DIR)/vis/vis_data/vis_image/' in makefile
