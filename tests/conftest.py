@@ -10,6 +10,13 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope='session')
+def _data_check_stamps(tmp_path_factory):
+    """The dataset check's stamps (and those of the tools the tests run) go to a temporary
+    folder, not the user's cache."""
+    os.environ['XCIT_DENSE_DATA_CHECK_CACHE'] = str(tmp_path_factory.mktemp('data_check'))
+
+
 def randomize_norms(model: torch.nn.Module) -> torch.nn.Module:
     """Give every BatchNorm, LayerScale and temperature non-trivial values, so equivalence
     tests cannot pass by symmetry of the default initialisation."""

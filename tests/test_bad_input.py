@@ -22,6 +22,13 @@ from xcit_dense.engine import NonFiniteLossError, check_datasets_exist, make_res
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def data_check_stamps(tmp_path, monkeypatch):
+    """The data check's stamps (xcit_dense.engine.data_check) in the test's folder, not the
+    user's cache (the training tool run below inherits it)."""
+    monkeypatch.setenv('XCIT_DENSE_DATA_CHECK_CACHE', str(tmp_path / 'stamps'))
+
+
 @pytest.fixture
 def coco_copy(toy_coco_root, tmp_path):
     root = tmp_path / 'coco'
