@@ -18,8 +18,8 @@ from mmengine.runner import Runner
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.checkpoint.io import load_state_dict_file
 from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
-                               check_model_builds, load_checkpoint_strictly, load_run_config,
-                               select_metrics, setup_launch, short_errors)
+                               check_model_builds, finish_launch, load_checkpoint_strictly,
+                               load_run_config, select_metrics, setup_launch, short_errors)
 
 
 def parse_args():
@@ -96,6 +96,7 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     load_checkpoint_strictly(runner, args.checkpoint)
     runner.test()
+    finish_launch()
 
 
 if __name__ == '__main__':

@@ -15,8 +15,8 @@ from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
-                               check_model_builds, load_run_config, make_resumable,
-                               resolve_resume, setup_launch, short_errors)
+                               check_model_builds, finish_launch, load_run_config,
+                               make_resumable, resolve_resume, setup_launch, short_errors)
 
 
 def parse_args():
@@ -72,6 +72,7 @@ def main():
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_launch()
 
 
 if __name__ == '__main__':

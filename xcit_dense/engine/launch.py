@@ -1,4 +1,5 @@
 """Loading a run's config and adapting it to the machine: CPU or GPU, one process or many."""
+import atexit
 import os
 import os.path as osp
 import warnings
@@ -145,7 +146,18 @@ def setup_launch(cfg, launcher: str = 'none') -> None:
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
+            atexit.register(finish_launch)
         wrapper = dict(cfg.get('model_wrapper_cfg') or {})
         wrapper['type'] = 'CPUDistributedDataParallel'
         cfg.model_wrapper_cfg = wrapper
         os.environ.setdefault('LOCAL_RANK', '0')
+
+
+def finish_launch() -> None:
+    """End a CPU distributed run cleanly: wait for every process, then close the gloo group.
+    A process that exits while another still talks to it makes that one abort at exit
+    ("terminate called without an active exception") after a successful run."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == 'gloo':
+        dist.barrier()
+        dist.destroy_process_group()
