@@ -58,6 +58,27 @@ def _abbrev(keys: list, limit: int = 20) -> str:
                                      else ']')
 
 
+def _compare(state: Dict, own: Dict) -> Tuple[List[str], List[str], List[str]]:
+    """Tensors of other shapes (described), keys the model has that ``state`` lacks (not
+    BatchNorm's step counter, which is no weight), and keys of ``state`` the model lacks."""
+    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    missing = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state if k not in own]
+    return mismatched, missing, unexpected
+
+
+def _key_report(problem: Optional[str], mismatched: List[str], missing: List[str],
+                unexpected: List[str], prefix: str = '') -> str:
+    """The part of a mismatch error that lists what does not fit."""
+    return ((f'{problem}. ' if problem else '')
+            + (f'{len(mismatched)} tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20])
+               if mismatched else '')
+            + f'\nMissing keys ({len(missing)}): {_abbrev([prefix + k for k in missing])}'
+            + f'\nUnexpected keys ({len(unexpected)}): '
+            + _abbrev([prefix + k for k in unexpected]))
+
+
 def unwrap_state_dict(ckpt: Dict) -> Dict[str, torch.Tensor]:
     """The tensors of a checkpoint, whether saved bare, as ``{'model': ...}`` (DeiT/XCiT
     release), ``{'state_dict': ...}`` (OpenMMLab) or ``{'teacher': ...}`` (a DINO training
@@ -126,23 +147,16 @@ def adapt_loaded_state(module: nn.Module, state_dict: Dict[str, torch.Tensor], p
     if not prefix:  # the backbone itself is loaded: torch's strict flag decides
         return
     own = module.state_dict()
-    missing = [k for k in own if k not in converted and not k.endswith('num_batches_tracked')]
-    mismatched = [f'{k}: checkpoint {tuple(converted[k].shape)} vs model {tuple(own[k].shape)}'
-                  for k in own if k in converted and converted[k].shape != own[k].shape]
+    mismatched, missing, unexpected = _compare(converted, own)
     if not (missing or mismatched or problem):
         return
-    unexpected = [k for k in converted if k not in own]
     looks_like = (f'{family.format_names.get(fmt, fmt)} keys of {family.describe(converted)}'
                   if converted else f'no {family.name} tensors under {prefix!r}')
     raise CheckpointMismatchError(
         f'{source} would leave the {family.name} backbone '
         f'at {prefix[:-1]!r} partly at its initialisation: it holds {looks_like}; the model is '
         f'{family.describe(own)}. '
-        + (f'{problem}. ' if problem else '')
-        + (f'{len(mismatched)} tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20])
-           if mismatched else '')
-        + f'\nMissing keys ({len(missing)}): {_abbrev([prefix + k for k in missing])}'
-        + f'\nUnexpected keys ({len(unexpected)}): {_abbrev([prefix + k for k in unexpected])}')
+        + _key_report(problem, mismatched, missing, unexpected, prefix))
 
 
 def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
@@ -174,20 +188,12 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
             f'start with: {sorted(own)[:8]}. Supported formats: {family.formats}.')
     problem = family.check(state, model) if family.check else None
     matched = [k for k in state if k in own]
-    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-                  for k in matched if state[k].shape != own[k].shape]
-    # BatchNorm's step counter is not a weight (torch does not report it missing either)
-    missing = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in state if k not in own]
+    mismatched, missing, unexpected = _compare(state, own)
     if mismatched or problem:
         raise CheckpointMismatchError(
             f'Checkpoint {source} does not fit this {family.name} architecture: it looks like '
             f'{family.describe(state)}, the model is {family.describe(own)}. '
-            + (f'{problem}. ' if problem else '')
-            + (f'{len(mismatched)} tensors have other shapes:\n  ' + '\n  '.join(mismatched[:20])
-               if mismatched else '')
-            + f'\nMissing keys ({len(missing)}): {_abbrev(missing)}'
-            + f'\nUnexpected keys ({len(unexpected)}): {_abbrev(unexpected)}')
+            + _key_report(problem, mismatched, missing, unexpected))
     model.load_state_dict({k: state[k] for k in matched}, strict=False)
     _log(f'Loaded {len(matched)} {family.name} tensors from {source} '
          f'({family.format_names.get(fmt, fmt)} format)')
