@@ -28,8 +28,8 @@ class SigkillWhileSavingHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint):
         if runner.epoch + 1 == self.at:
-            import xcit_dense.engine.checkpoints as checkpoints
+            import xcit_dense.engine.resume as resume
 
             def killing_fsync(fd):
                 os.kill(os.getpid(), signal.SIGKILL)
-            checkpoints.os.fsync = killing_fsync
+            resume.os.fsync = killing_fsync

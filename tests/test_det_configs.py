@@ -6,11 +6,9 @@ import os
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import xcit_dense  # noqa: F401
-from xcit_dense.engine import (DatasetNotFoundError, check_datasets_exist,
-                               fall_back_from_sync_bn)
+from xcit_dense.engine import DatasetNotFoundError, build_analysis_model, check_datasets_exist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_PREFIXES = ('mask-rcnn', 'maskrcnn', 'cascade-mask-rcnn', 'retinanet', 'fcos')
@@ -21,12 +19,8 @@ DET_CONFIGS = sorted(
 
 
 def build_detector(path):
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(os.path.join(ROOT, path))
-    cfg.model.backbone.init_cfg = None
-    fall_back_from_sync_bn(cfg)  # SyncBN -> BN on this CPU
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return cfg, MODELS.build(cfg.model)
+    return cfg, build_analysis_model(cfg)  # pretrained weights off, SyncBN -> BN on this CPU
 
 
 def test_configs_are_found():

@@ -21,10 +21,9 @@ from collections import OrderedDict
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import xcit_dense  # noqa: F401
-from xcit_dense.engine import fall_back_from_sync_bn
+from xcit_dense.engine import build_analysis_model, build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUTS = os.path.join(ROOT, 'tests/data/release_layouts.json')
@@ -72,12 +71,6 @@ def our_file(state):
     return dict(meta=dict(mmengine_version='0.10.7', epoch=12, iter=480), state_dict=state)
 
 
-def build_model(cfg, scope):
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model)
-
-
 def randomized_state(model, randomize):
     """A random model's state, with non-trivial norms, LayerScales and temperatures."""
     torch.manual_seed(3)
@@ -96,11 +89,9 @@ def test_release_layout_loads_exactly_into_our_config(name):
     missing or left over, every tensor where it belongs."""
     with open(LAYOUTS) as f:
         layout = json.load(f)[name]
-    scope = 'mmdet' if name.startswith('mask_rcnn') else 'mmseg'
     cfg = Config.fromfile(os.path.join(ROOT, RELEASE_CONFIGS[name]))
-    cfg.model.backbone.init_cfg = None
-    fall_back_from_sync_bn(cfg)
-    model = build_model(cfg, scope)
+    assert cfg.default_scope == ('mmdet' if name.startswith('mask_rcnn') else 'mmseg')
+    model = build_analysis_model(cfg)
     ours = model.state_dict()
     assert {k: list(v.shape) for k, v in to_release_names(ours).items()} == layout
     torch.manual_seed(0)
@@ -179,7 +170,7 @@ def detector(toy_cfg, toy_coco_root, tmp_path_factory, randomize):
     cfg.model.test_cfg.rcnn.score_thr = 0.0  # a random model: keep every detection
     config = tmp / 'toy_det.py'
     cfg.dump(str(config))
-    state = randomized_state(build_model(cfg, 'mmdet'), randomize)
+    state = randomized_state(build_model(cfg), randomize)
     ours, release = tmp / 'ours.pth', tmp / 'maskrcnn_xcit_nano_12_p8.pth'
     torch.save(our_file(state), ours)
     torch.save(release_file(state, 'mmdet', ('circle', 'square', 'triangle')), release)
@@ -223,7 +214,7 @@ def segmentors(toy_cfg, toy_ade_root, tmp_path_factory, randomize):
                 loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4))
         config = tmp / f'toy_{name}.py'
         cfg.dump(str(config))
-        state = randomized_state(build_model(cfg, 'mmseg'), randomize)
+        state = randomized_state(build_model(cfg), randomize)
         ours, release = tmp / 'ours.pth', tmp / f'{name}_xcit_nano_12_p8.pth'
         torch.save(our_file(state), ours)
         torch.save(release_file(state, 'mmseg', ('background', 'circle', 'square',
@@ -440,7 +431,7 @@ def test_cfg_options_model_pretrained_loads_the_backbone(kind, toy_cfg, toy_coco
         cfg = load_run_config(str(config), {'model.pretrained': str(imagenet)})
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(imagenet))
     assert cfg.model.get('pretrained') is None
-    model = build_model(cfg, 'mmdet' if kind == 'det' else 'mmseg')
+    model = build_model(cfg)
     model.init_weights()
     expected = XCiT('nano_12', patch_size=8,
                     init_cfg=dict(type='Pretrained', checkpoint=str(imagenet)))
@@ -486,7 +477,7 @@ def test_mmseg_config_whose_base_sets_pretrained_builds_with_xcit(tmp_path):
     cfg = Config.fromfile(str(config))
     assert cfg.model.pretrained == 'open-mmlab://resnet50_v1c'
     with pytest.warns(UserWarning, match='XCiT: pretrained is deprecated'):
-        model = build_model(cfg, 'mmseg')  # mmseg passes model.pretrained to the backbone
+        model = build_model(cfg)  # mmseg passes model.pretrained to the backbone
     assert model.backbone.init_cfg == dict(type='Pretrained',
                                            checkpoint='open-mmlab://resnet50_v1c')
     with pytest.warns(UserWarning, match='model.pretrained is deprecated'):

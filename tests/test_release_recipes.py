@@ -199,11 +199,10 @@ RELEASE = {
     'upernet/upernet_xcit_medium_24_p8_160k_ade20k': _upernet(_M24, 8, 0.15),
 }
 
-# Our weight-decay rule (configs/_base_/schedules/adamw_3x.py, adamw_poly-80k.py).
-OUR_PARAMWISE_CFG = dict(norm_decay_mult=0., custom_keys={
-    '.temperature': dict(decay_mult=0.),
-    '.gamma': dict(decay_mult=0.),
-    'backbone.pos_embed': dict(decay_mult=0.)})
+# Our weight-decay rule (configs/_base_/schedules/adamw_3x.py, adamw_poly-80k.py): norms by
+# paramwise_cfg, and what the backbone's no_weight_decay() names by the constructor.
+OUR_PARAMWISE_CFG = dict(norm_decay_mult=0.)
+OUR_CONSTRUCTOR = 'NoDecayOptimWrapperConstructor'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +231,8 @@ def _our_backbone(cfg):
     return dict(
         type=bb.type, patch_size=bb.patch_size,
         mlp_ratio=bb.get('mlp_ratio', defaults['mlp_ratio']),
-        qkv_bias=bb.get('qkv_bias', defaults['qkv_bias']), drop_path_rate=bb.drop_path_rate,
+        qkv_bias=bb.get('qkv_bias', defaults['qkv_bias']),
+        drop_path_rate=bb.get('drop_path_rate', arch['drop_path_rate']),  # default: the preset's
         drop_path_per_block=bb.get('drop_path_schedule', defaults['drop_path_schedule']),
         norm=bb.norm_cfg.type, embed_dim=arch['embed_dim'], depth=arch['depth'],
         num_heads=arch['num_heads'], eta=arch['eta'],
@@ -412,6 +412,7 @@ def test_recipe_matches_release(name):
     assert wrong.pop('optimizer.paramwise_cfg') == (
         _plain(OUR_PARAMWISE_CFG), _plain(dict(custom_keys=RELEASE_NO_DECAY_KEYS)))
     assert _plain(cfg.optim_wrapper.paramwise_cfg) == _plain(OUR_PARAMWISE_CFG)
+    assert cfg.optim_wrapper.constructor == OUR_CONSTRUCTOR
     if name.startswith('mask_rcnn'):
         # 2. Precision: the release's Mask R-CNN used apex fp16 (Swin's DistOptimizerHook and
         #    EpochBasedRunnerAmp, not shipped with the release: facebookresearch/xcit#10); ours
@@ -547,7 +548,8 @@ def _weight_decays(model, optim_wrapper_cfg):
 
 # The schedules' one-line override for following the release's rule exactly, as a user's
 # config inheriting ours would write it.
-FOLLOW_THE_RELEASE = ("optim_wrapper = dict(paramwise_cfg=dict(\n"
+FOLLOW_THE_RELEASE = ("optim_wrapper = dict(constructor='DefaultOptimWrapperConstructor', "
+                      "paramwise_cfg=dict(\n"
                       "    _delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))\n")
 
 

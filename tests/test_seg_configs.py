@@ -7,11 +7,10 @@ import os
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope
 
 import xcit_dense  # noqa: F401
-from xcit_dense.engine import (DatasetNotFoundError, check_datasets_exist,
-                               fall_back_from_sync_bn)
+from xcit_dense.engine import (DatasetNotFoundError, build_analysis_model, check_datasets_exist,
+                               dummy_data_samples)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEG_CONFIGS = sorted(
@@ -27,27 +26,21 @@ def test_configs_are_found():
 
 @pytest.mark.parametrize('path', SEG_CONFIGS)
 def test_config_builds_predicts_and_slides(path):
-    from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
     cfg = Config.fromfile(os.path.join(ROOT, path))
     assert cfg.default_scope == 'mmseg'
-    cfg.model.backbone.init_cfg = None
-    fall_back_from_sync_bn(cfg)  # SyncBN -> BN on this CPU
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model).eval()
+    model = build_analysis_model(cfg)  # pretrained weights off, SyncBN -> BN on this CPU
     assert type(model.backbone).__name__ in ('XCiT', 'CrossViT')
     num_classes = cfg.model.decode_head.num_classes
     H, W = 96, 128
     inputs = torch.randn(1, 3, H, W)
-    meta = dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W), padding_size=[0] * 4)
     with torch.no_grad():
         feats = model.backbone(inputs)
-        whole = model.predict(inputs, [SegDataSample(metainfo=meta)])
+        whole = model.predict(inputs, dummy_data_samples('mmseg', H, W))
         # one window covering the image computes exactly the whole-image inference
         model.test_cfg = ConfigDict(mode='slide', crop_size=(H, W), stride=(H, W))
-        one_window = model.predict(inputs, [SegDataSample(metainfo=meta)])
+        one_window = model.predict(inputs, dummy_data_samples('mmseg', H, W))
         model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(48, 48))
-        slide = model.predict(inputs, [SegDataSample(metainfo=meta)])
+        slide = model.predict(inputs, dummy_data_samples('mmseg', H, W))
     assert [f.shape[-2:] for f in feats] == [(H // s, W // s) for s in (4, 8, 16, 32)]
     assert torch.allclose(one_window[0].seg_logits.data, whole[0].seg_logits.data, atol=1e-5)
     for result in (whole, slide):

@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 
-from xcit_dense.models import ARCH_ZOO, XCiT
-from xcit_dense.models.xcit import DEFAULT_OUT_INDICES, ConvPatchEmbed, XCABlock
+from xcit_dense.models import XCiT
+from xcit_dense.models.xcit import ARCH_ZOO, DEFAULT_OUT_INDICES, ConvPatchEmbed, XCABlock
 
 
 def stream_in_small_chunks(monkeypatch) -> dict:

@@ -12,6 +12,7 @@ import mmcv
 from mmengine.config import Config
 
 import xcit_dense  # noqa: F401  (registers modules)
+from xcit_dense.engine import config_scope, short_errors
 
 
 def parse_args():
@@ -44,7 +45,7 @@ def predict_and_draw(config: str, checkpoint: str, image_path: str, out_file: st
     """Predict on one image and save the drawing; returns the model's data sample."""
     image = read_image(image_path)
     cfg = Config.fromfile(config)
-    if cfg.get('default_scope') == 'mmseg':
+    if config_scope(cfg) == 'mmseg':
         from mmseg.apis import inference_model, init_model
         from mmseg.visualization import SegLocalVisualizer
         model = init_model(cfg, checkpoint, device=device)
@@ -73,4 +74,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors(os.path.basename(__file__)):
+        main()

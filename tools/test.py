@@ -11,15 +11,15 @@ and mmseg 0.x's ``--options`` are accepted.
 import argparse
 import os
 
-from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.checkpoint.io import load_state_dict_file
 from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
-                               check_model_builds, finish_launch, load_checkpoint_strictly,
-                               load_run_config, select_metrics, setup_launch, short_errors)
+                               check_model_builds, config_scope, finish_launch,
+                               load_checkpoint_strictly, load_run_config, parse_run_args,
+                               select_metrics, setup_launch, short_errors)
 
 
 def parse_args():
@@ -36,17 +36,7 @@ def parse_args():
     parser.add_argument('--eval', nargs='+', metavar='METRIC',
                         help='the release\'s metric choice: bbox segm (detection), mIoU '
                         '(segmentation); by default the config\'s test evaluator decides')
-    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
-                        dest='cfg_options', help='override config settings, key=value '
-                        '(--options: mmseg 0.x\'s name)')
-    parser.add_argument('--allow-new-keys', action='store_true',
-                        help='let --cfg-options add keys the config does not have')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser)
 
 
 def enable_visualization(cfg, show_dir: str) -> None:
@@ -56,7 +46,7 @@ def enable_visualization(cfg, show_dir: str) -> None:
     if hook is None:
         raise RuntimeError('--show-dir needs a visualization hook in default_hooks')
     hook['draw'] = True
-    if cfg.get('default_scope') == 'mmseg':
+    if config_scope(cfg) == 'mmseg':
         hook['interval'] = 1  # every test image, not one in 50
         cfg.visualizer['save_dir'] = os.path.join(cfg.work_dir, show_dir)
     else:
@@ -79,7 +69,7 @@ def main():
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
         cfg.test_evaluator = ([*cfg.test_evaluator] if isinstance(cfg.test_evaluator, list)
                               else [cfg.test_evaluator])
-        dump = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
+        dump = 'DumpDetResults' if config_scope(cfg) == 'mmdet' else 'DumpResults'
         cfg.test_evaluator.append(dict(type=dump, out_file_path=args.out))
     if args.json_prefix is not None:
         evaluators = (cfg.test_evaluator if isinstance(cfg.test_evaluator, list)

@@ -9,14 +9,14 @@ The release's training options are accepted as they are: ``--seed 0 --determinis
 import argparse
 import os
 
-from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
                                check_model_builds, finish_launch, load_run_config,
-                               make_resumable, resolve_resume, setup_launch, short_errors)
+                               make_resumable, parse_run_args, resolve_resume, setup_launch,
+                               short_errors)
 
 
 def parse_args():
@@ -32,17 +32,7 @@ def parse_args():
     parser.add_argument('--seed', type=int, help='random seed (sets randomness.seed)')
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic algorithms (sets randomness.deterministic)')
-    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
-                        dest='cfg_options', help='override config settings, key=value (e.g. '
-                        'train_cfg.max_epochs=1; --options: mmseg 0.x\'s name)')
-    parser.add_argument('--allow-new-keys', action='store_true',
-                        help='let --cfg-options add keys the config does not have')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser, cfg_options_example='train_cfg.max_epochs=1')
 
 
 def main():

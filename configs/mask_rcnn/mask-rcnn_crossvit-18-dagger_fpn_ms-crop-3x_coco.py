@@ -4,6 +4,5 @@ _base_ = [
     '../_base_/datasets/coco_instance_ms-crop.py',
     '../_base_/schedules/adamw_3x.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
-# CrossViT's class tokens, like the position embeddings, get no weight decay.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone.cls_token': dict(decay_mult=0.)}))

@@ -1,9 +1,3 @@
 # Mask R-CNN, CrossViT-9†, FPN, multi-scale crop, 3x (36 epochs), COCO.
 _base_ = './mask-rcnn_crossvit-18-dagger_fpn_ms-crop-3x_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='9_dagger',
-        init_cfg=dict(checkpoint=('https://github.com/IBM/CrossViT/releases/download/weights-0.1/'
-                                  'crossvit_9_dagger_224.pth'))),
-    neck=dict(in_channels=[128, 128, 256, 256]))
+model = dict(backbone=dict(arch='9_dagger'), neck=dict(in_channels=[128, 128, 256, 256]))

@@ -1,7 +1,3 @@
 # Mask R-CNN, XCiT-S12/16, FPN, multi-scale crop, 1x (12 epochs), COCO.
-_base_ = [
-    '../_base_/models/mask-rcnn_xcit-s12-p16_fpn.py',
-    '../_base_/datasets/coco_instance_ms-crop.py',
-    '../_base_/schedules/adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
-]
+_base_ = './mask-rcnn_xcit-s12-p8_fpn_ms-crop-1x_coco.py'
+model = dict(backbone=dict(arch='small_12', patch_size=16), neck=dict(in_channels=[384] * 4))

@@ -1,7 +1,3 @@
 # Mask R-CNN, XCiT-T12/16, FPN, multi-scale crop, 3x (36 epochs), COCO.
-_base_ = [
-    '../_base_/models/mask-rcnn_xcit-t12-p16_fpn.py',
-    '../_base_/datasets/coco_instance_ms-crop.py',
-    '../_base_/schedules/adamw_3x.py',
-    'mmdet::_base_/default_runtime.py',
-]
+_base_ = './mask-rcnn_xcit-s12-p8_fpn_ms-crop-3x_coco.py'
+model = dict(backbone=dict(arch='tiny_12', patch_size=16), neck=dict(in_channels=[192] * 4))

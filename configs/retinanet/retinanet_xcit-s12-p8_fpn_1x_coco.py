@@ -6,6 +6,7 @@ _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     '../_base_/schedules/adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/models/xcit-s12-p8.py',
 ]
 model = dict(backbone={{_base_.xcit_backbone}}, neck=dict(in_channels=[384, 384, 384, 384]))

@@ -5,8 +5,7 @@ _base_ = [
     '../_base_/datasets/ade20k_8xb2.py',
     '../_base_/schedules/adamw_poly-80k.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
 model = dict(data_preprocessor=dict(size=crop_size))
-# CrossViT's class tokens, like the position embeddings, get no weight decay.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone.cls_token': dict(decay_mult=0.)}))

@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/models/fpn_xcit-s12-p8.py',
     '../_base_/schedules/adamw_poly-80k.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 
 data_root = 'data/toy_ade'
@@ -33,18 +34,15 @@ test_pipeline = [
 ]
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
                img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True)
+loader = dict(batch_size=8, num_workers=1, persistent_workers=True)
 train_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(**dataset, pipeline=train_pipeline,
-                 data_prefix=dict(img_path='images/training',
-                                  seg_map_path='annotations/training')))
+    **loader, sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(**dataset, pipeline=train_pipeline, data_prefix=dict(
+        img_path='images/training', seg_map_path='annotations/training')))
 val_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(**dataset, pipeline=test_pipeline,
-                 data_prefix=dict(img_path='images/validation',
-                                  seg_map_path='annotations/validation')))
+    **loader, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(**dataset, pipeline=test_pipeline, data_prefix=dict(
+        img_path='images/validation', seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

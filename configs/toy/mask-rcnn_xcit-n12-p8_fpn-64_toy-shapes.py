@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/models/mask-rcnn_xcit-s12-p8_fpn.py',
     '../_base_/schedules/adamw_3x.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 
 data_root = 'data/toy_coco/'

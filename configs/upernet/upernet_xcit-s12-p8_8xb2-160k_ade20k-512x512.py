@@ -4,6 +4,7 @@ _base_ = [
     '../_base_/datasets/ade20k_8xb2.py',
     '../_base_/schedules/adamw_poly-160k.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
 model = dict(data_preprocessor=dict(size=crop_size))

@@ -13,15 +13,14 @@ the process's peak resident memory above what it held before the inference (CPU)
 import argparse
 import os
 import resource
-import sys
 import time
 
 import torch
+from mmengine.config import Config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from get_flops import build_model  # noqa: E402
-
-import xcit_dense  # noqa: E402,F401
+import xcit_dense  # noqa: F401
+from xcit_dense.engine import (build_analysis_model, config_scope, dummy_data_samples,
+                               short_errors)
 
 
 def rss_mb() -> float:
@@ -45,15 +44,11 @@ def main():
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
     H, W = args.shape
-    model, scope = build_model(args.config)
-    model = model.to(args.device)
+    cfg = Config.fromfile(args.config)
+    scope = config_scope(cfg)
+    model = build_analysis_model(cfg).to(args.device)
     image = torch.randint(0, 256, (3, H, W), dtype=torch.uint8)
-    meta = dict(img_shape=(H, W), ori_shape=(H, W), scale_factor=(1., 1.))
-    if scope == 'mmseg':
-        from mmseg.structures import SegDataSample as Sample
-    else:
-        from mmdet.structures import DetDataSample as Sample
-    data = dict(inputs=[image], data_samples=[Sample(metainfo=meta)])
+    data = dict(inputs=[image], data_samples=dummy_data_samples(scope, H, W))
     cuda = args.device.startswith('cuda')
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -88,4 +83,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors(os.path.basename(__file__)):
+        main()

@@ -8,15 +8,16 @@ model's own FLOPs are counted: the trace runs XCiT unchunked (streamed CPU infer
 a few halo rows per band, an implementation detail).
 """
 import argparse
+import os
 
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import bmm_flop_jit
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import xcit_dense  # noqa: F401
-from xcit_dense.engine import fall_back_from_sync_bn
+from xcit_dense.engine import (build_analysis_model, config_scope, dummy_data_samples,
+                               short_errors)
 
 
 def baddbmm_flop_jit(inputs, outputs):
@@ -24,28 +25,10 @@ def baddbmm_flop_jit(inputs, outputs):
     return bmm_flop_jit(inputs[1:3], outputs)
 
 
-def build_model(config: str):
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
-    fall_back_from_sync_bn(cfg)
-    scope = cfg.get('default_scope', 'mmdet')
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model).eval(), scope
-
-
 def model_inputs(model, scope: str, H: int, W: int):
-    """The traced callable and its arguments: the backbone, or the model's tensor forward."""
-    image = torch.randn(1, 3, H, W)
-    meta = dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W), batch_input_shape=(H, W),
-                scale_factor=(1., 1.), padding_size=[0, 0, 0, 0])
-    if scope == 'mmseg':
-        from mmseg.structures import SegDataSample
-        samples = [SegDataSample(metainfo=meta)]
-    else:
-        from mmdet.structures import DetDataSample
-        samples = [DetDataSample(metainfo=meta)]
-    return (lambda x: model(x, samples, mode='tensor')), (image,)
+    """The traced callable and its arguments: the model's tensor forward on a random image."""
+    samples = dummy_data_samples(scope, H, W)
+    return (lambda x: model(x, samples, mode='tensor')), (torch.randn(1, 3, H, W),)
 
 
 def count_flops(module, args) -> int:
@@ -69,14 +52,15 @@ def main():
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
     parser.add_argument('--backbone-only', action='store_true')
     args = parser.parse_args()
-    model, scope = build_model(args.config)
+    cfg = Config.fromfile(args.config)
+    model = build_analysis_model(cfg)
     model.requires_grad_(False)  # no autograd graph, yet grad mode keeps XCiT unchunked
     H, W = args.shape
     with torch.enable_grad():
         if args.backbone_only:
             target, inputs = model.backbone, (torch.randn(1, 3, H, W),)
         else:
-            fn, inputs = model_inputs(model, scope, H, W)
+            fn, inputs = model_inputs(model, config_scope(cfg), H, W)
             target = _Wrap(fn, model)
         flops = count_flops(target, inputs)
     params = parameter_count(model.backbone if args.backbone_only else model)['']
@@ -86,4 +70,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors(os.path.basename(__file__)):
+        main()

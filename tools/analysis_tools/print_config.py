@@ -1,4 +1,4 @@
-"""Print a config with its bases resolved and --cfg-options applied, as the tools run it.
+"""Print a config with its bases resolved and --cfg-options applied, as tools/train.py runs it.
 
     python tools/analysis_tools/print_config.py configs/maskrcnn_xcit_s12_p8_coco.py
 """
@@ -7,7 +7,7 @@ import os
 
 from mmengine.config import DictAction
 
-from xcit_dense.engine import load_run_config, short_errors
+from xcit_dense.engine import load_run_config, make_resumable, short_errors
 
 
 def main():
@@ -19,6 +19,7 @@ def main():
                         help='let --cfg-options add keys the config does not have')
     args = parser.parse_args()
     cfg = load_run_config(args.config, args.cfg_options, allow_new_keys=args.allow_new_keys)
+    make_resumable(cfg)
     print(cfg.pretty_text)
 
 

@@ -9,13 +9,12 @@ Formats:
       checkpoint.
 """
 import re
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .load import (CheckpointFamily, backbone_part, block_indices, load_backbone_checkpoint,
-                   unwrap_state_dict)
+from .load import CheckpointFamily, block_indices
 
 # Parts of the classification model that the dense backbone does not have: the final norms
 # (the pyramid normalises each map itself) and the heads; and the last multi-scale block's
@@ -56,13 +55,6 @@ def convert_state_dict(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.
         if not CLASSIFICATION_KEYS.match(key) and not (fusion and int(fusion[1]) == last):
             converted[key] = value
     return converted, fmt
-
-
-def convert_crossvit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Convert a whole checkpoint (wrapped or bare, classifier or detector/segmentor) to
-    ``xcit_dense.CrossViT`` key names; everything outside ``backbone.`` of a
-    detector/segmentor is dropped. Returns the state dict and the detected format."""
-    return convert_state_dict(backbone_part(unwrap_state_dict(ckpt)))
 
 
 def _layout(state: Dict) -> Tuple[int, Tuple[int, ...], Optional[str]]:
@@ -114,21 +106,6 @@ CROSSVIT_CHECKPOINTS = CheckpointFamily(
             'detection/segmentation checkpoints')
 
 
-def load_crossvit_checkpoint(model: nn.Module,
-                             checkpoint: Union[str, Dict]) -> Dict[str, list]:
-    """Load a CrossViT checkpoint of any supported format into ``model``.
-
-    Args:
-        model: An :class:`xcit_dense.CrossViT` backbone.
-        checkpoint: A path or URL, or an already loaded checkpoint dict.
-
-    Returns:
-        ``dict(missing=[...], unexpected=[...])``: backbone keys the checkpoint lacked and
-        checkpoint keys the backbone has no use for (both are also logged).
-
-    Raises:
-        CheckpointMismatchError: No key of the checkpoint matches the backbone (it is not a CrossViT
-            checkpoint), or it is another CrossViT variant (other shapes, depths or patch
-            embedding); the message lists the mismatched, missing and unexpected keys.
-    """
-    return load_backbone_checkpoint(model, checkpoint, CROSSVIT_CHECKPOINTS)
+# The family's entry points: convert a whole checkpoint, load one into a backbone.
+convert_crossvit_state_dict = CROSSVIT_CHECKPOINTS.convert_checkpoint
+load_crossvit_checkpoint = CROSSVIT_CHECKPOINTS.load

@@ -42,6 +42,17 @@ class CheckpointFamily:
     format_names: Dict[str, str]
     check: Optional[Callable[[Dict, nn.Module], Optional[str]]] = None
 
+    def convert_checkpoint(self, ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
+        """Convert a whole checkpoint (a file's contents: wrapped or bare, classifier, backbone
+        or detector/segmentor) to the backbone's key names; everything outside ``backbone.``
+        of a detector/segmentor is dropped. Returns the state dict and the detected format."""
+        return self.convert(backbone_part(unwrap_state_dict(ckpt)))
+
+    def load(self, model: nn.Module, checkpoint: Union[str, Dict]) -> Dict[str, list]:
+        """Load a checkpoint (a path, URL or loaded dict) of any of the family's formats into
+        its backbone: :func:`load_backbone_checkpoint`."""
+        return load_backbone_checkpoint(model, checkpoint, self)
+
 
 def _log(msg: str, level: int = logging.INFO) -> None:
     """Log through mmengine's current logger when there is one (it is what runs show)."""
@@ -179,7 +190,7 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
     """
     source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
     ckpt = load_state_dict_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
-    state, fmt = family.convert(backbone_part(unwrap_state_dict(ckpt)))
+    state, fmt = family.convert_checkpoint(ckpt)
     own = model.state_dict()
     if not any(k in own for k in state):
         raise CheckpointMismatchError(
@@ -223,17 +234,16 @@ def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[Dict],
     return dict(type='Pretrained', checkpoint=pretrained)
 
 
-def load_init_cfg(model: nn.Module, init_cfg: Optional[Dict],
-                  load_fn: Callable[[nn.Module, str], Dict], name: str) -> None:
+def load_init_cfg(model: nn.Module, init_cfg: Optional[Dict], family: CheckpointFamily) -> None:
     """The backbones' ``init_weights``: load ``init_cfg``'s pretrained checkpoint (if any)
-    into ``model`` with ``load_fn``; any other ``init_cfg`` is an error, not a silent no-op."""
+    into ``model``; any other ``init_cfg`` is an error, not a silent no-op."""
     if init_cfg is None:
         return
     cfg = dict(init_cfg)
     if cfg.pop('type', None) != 'Pretrained' or 'checkpoint' not in cfg:
-        raise ValueError(f"{name} init_cfg must be dict(type='Pretrained', checkpoint=PATH), "
-                         f'got {init_cfg}')
-    load_fn(model, cfg['checkpoint'])
+        raise ValueError(f"{family.name} init_cfg must be dict(type='Pretrained', "
+                         f'checkpoint=PATH), got {init_cfg}')
+    load_backbone_checkpoint(model, cfg['checkpoint'], family)
 
 
 def block_indices(state: Dict, prefix: str = 'blocks.') -> List[int]:

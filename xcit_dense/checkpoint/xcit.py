@@ -15,13 +15,12 @@ Formats (names of the backbone's keys):
       checkpoint.
 """
 import re
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .load import (CheckpointFamily, _log, backbone_part, block_indices,
-                   load_backbone_checkpoint, unwrap_state_dict)
+from .load import CheckpointFamily, _log, block_indices
 
 # Parts of the classification model that the dense backbone does not have.
 CLASSIFICATION_KEYS = re.compile(r'^(cls_token|dist_token|cls_attn_blocks\.|ca_layers\.|norm\.|'
@@ -79,13 +78,6 @@ def convert_state_dict(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.
     return converted, fmt
 
 
-def convert_xcit_state_dict(ckpt: Dict) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Convert a whole checkpoint (a file's contents: wrapped or bare, classifier, backbone or
-    detector/segmentor) to ``xcit_dense.XCiT`` key names; everything outside ``backbone.``
-    of a detector/segmentor is dropped. Returns the state dict and the detected format."""
-    return convert_state_dict(backbone_part(unwrap_state_dict(ckpt)))
-
-
 def describe_arch(state: Dict) -> str:
     """Width, depth and patch size of an XCiT state dict, for error messages."""
     width = state['blocks.0.norm1.weight'].shape[0] if 'blocks.0.norm1.weight' in state else '?'
@@ -124,20 +116,6 @@ XCIT_CHECKPOINTS = CheckpointFamily(
             'and xcit_dense checkpoints')
 
 
-def load_xcit_checkpoint(model: nn.Module, checkpoint: Union[str, Dict]) -> Dict[str, list]:
-    """Load an XCiT checkpoint of any supported format into ``model``.
-
-    Args:
-        model: An :class:`xcit_dense.XCiT` backbone.
-        checkpoint: A path or URL, or an already loaded checkpoint dict.
-
-    Returns:
-        ``dict(missing=[...], unexpected=[...])``: backbone keys the checkpoint lacked and
-        checkpoint keys the backbone has no use for (both are also logged).
-
-    Raises:
-        CheckpointMismatchError: No key of the checkpoint matches the backbone (it is not an
-            XCiT checkpoint), or it is another XCiT variant (other shapes or depth); the
-            message lists the mismatched, missing and unexpected keys.
-    """
-    return load_backbone_checkpoint(model, checkpoint, XCIT_CHECKPOINTS)
+# The family's entry points: convert a whole checkpoint, load one into a backbone.
+convert_xcit_state_dict = XCIT_CHECKPOINTS.convert_checkpoint
+load_xcit_checkpoint = XCIT_CHECKPOINTS.load

@@ -1,21 +1,39 @@
-"""mmengine helpers: launching on CPU or GPU, data checks, weights_only-safe checkpoints,
-resumable runs."""
-from .checkpoints import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
+"""mmengine helpers for the tools and the tests:
+
+* ``build``: a config's model, built with the registry of its codebase (mmdet or mmseg), and
+  dummy data samples to run it on;
+* ``launch``: the command-line options the training and test tools share, loading a run's
+  config with them, and adapting it to CPU or GPU, one process or many;
+* ``preflight``: command-line mistakes reported before a run starts, in one short message;
+* ``data_check``: the datasets a config reads, checked before a run starts;
+* ``resume``: checkpoints written atomically, and the checkpoint to resume from;
+* ``hooks``: random states in checkpoints, and a stop at the first non-finite loss;
+* ``optim``: the optimizer constructor that exempts the parameters the backbone names from
+  weight decay;
+* ``weights``: the release's ``model.pretrained`` and strict loading of trained checkpoints;
+* ``safe_globals``: mmengine's checkpoint classes allow-listed for weights_only loading;
+* ``distributed``: DistributedDataParallel for CPU processes (gloo).
+"""
+from .build import (build_analysis_model, build_model, config_scope, dummy_data_samples,
+                    scope_models)
 from .data_check import DatasetNotFoundError, check_datasets_exist
 from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
 from .launch import (fall_back_from_sync_bn, finish_launch, load_run_config, make_resumable,
-                     resolve_resume, select_metrics, setup_launch)
-from .preflight import (UsageError, build_model, check_cfg_options, check_checkpoint_exists,
+                     parse_run_args, resolve_resume, select_metrics, setup_launch)
+from .preflight import (UsageError, check_cfg_options, check_checkpoint_exists,
                         check_model_builds, short_errors)
+from .resume import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
 from .safe_globals import allow_mmengine_checkpoint_classes
 from .weights import (apply_deprecated_pretrained, load_checkpoint_strictly,
                       register_checkpoint_readers)
 
 __all__ = ['AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
            'NonFiniteLossHook', 'RNGStateHook', 'UsageError',
-           'allow_mmengine_checkpoint_classes', 'apply_deprecated_pretrained', 'build_model',
-           'check_cfg_options', 'check_checkpoint_exists', 'check_datasets_exist',
-           'check_model_builds', 'fall_back_from_sync_bn', 'find_resume_checkpoint',
-           'finish_launch', 'is_complete_checkpoint', 'load_checkpoint_strictly',
-           'load_run_config', 'make_resumable', 'register_checkpoint_readers',
-           'resolve_resume', 'select_metrics', 'setup_launch', 'short_errors']
+           'allow_mmengine_checkpoint_classes', 'apply_deprecated_pretrained',
+           'build_analysis_model', 'build_model', 'check_cfg_options',
+           'check_checkpoint_exists', 'check_datasets_exist', 'check_model_builds',
+           'config_scope', 'dummy_data_samples', 'fall_back_from_sync_bn',
+           'find_resume_checkpoint', 'finish_launch', 'is_complete_checkpoint',
+           'load_checkpoint_strictly', 'load_run_config', 'make_resumable', 'parse_run_args',
+           'register_checkpoint_readers', 'resolve_resume', 'scope_models', 'select_metrics',
+           'setup_launch', 'short_errors']

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
-from .checkpoints import find_resume_checkpoint
+from .resume import find_resume_checkpoint
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -1,4 +1,7 @@
-"""Loading a run's config and adapting it to the machine: CPU or GPU, one process or many."""
+"""A run's command line and config: the options that the training and test tools share,
+loading the config with their overrides, and adapting it to the machine: CPU or GPU, one
+process or many."""
+import argparse
 import atexit
 import os
 import os.path as osp
@@ -6,16 +9,37 @@ import warnings
 from typing import List, Optional
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from ..checkpoint.io import load_state_dict_file
-from .checkpoints import ATOMIC_BACKEND, find_resume_checkpoint
 from .preflight import UsageError, check_cfg_options
+from .resume import ATOMIC_BACKEND, find_resume_checkpoint
 from .weights import apply_deprecated_pretrained
 
 # What the release's ``tools/test.py --eval`` names, by the 3.x evaluator that computes it.
 EVAL_METRICS = {'CocoMetric': ('metric', ('bbox', 'segm', 'proposal', 'proposal_fast')),
                 'IoUMetric': ('iou_metrics', ('mIoU', 'mDice', 'mFscore'))}
+
+
+def parse_run_args(parser: argparse.ArgumentParser,
+                   cfg_options_example: Optional[str] = None) -> argparse.Namespace:
+    """Add the options that ``tools/train.py`` and ``tools/test.py`` share to ``parser`` and
+    parse the command line: ``--cfg-options`` (``--options``, mmseg 0.x's name, too; its help
+    shows ``cfg_options_example`` if given), ``--allow-new-keys``, ``--launcher`` and
+    ``--local_rank``/``--local-rank``, which sets ``LOCAL_RANK`` when the environment has none
+    (launchers that pass the rank as an argument)."""
+    example = f'e.g. {cfg_options_example}; ' if cfg_options_example else ''
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+                        dest='cfg_options', help='override config settings, key=value '
+                        f'({example}--options: mmseg 0.x\'s name)')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='let --cfg-options add keys the config does not have')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_run_config(path: str, cfg_options: Optional[dict] = None,
@@ -90,10 +114,12 @@ def fall_back_from_sync_bn(cfg, launcher: str = 'none') -> None:
 
 
 def make_resumable(cfg) -> None:
-    """Make a training config survive kills and bad losses, in place: checkpoints are written
-    atomically, carry the random states (:class:`~xcit_dense.engine.hooks.RNGStateHook`), and
-    training stops at the first non-finite loss
-    (:class:`~xcit_dense.engine.hooks.NonFiniteLossHook`)."""
+    """Make a training config survive kills and bad losses, in place, as ``tools/train.py``
+    runs it (and ``print_config.py`` shows it): checkpoints are written atomically, carry the
+    random states (:class:`~xcit_dense.engine.hooks.RNGStateHook`), and training stops at the
+    first non-finite loss (:class:`~xcit_dense.engine.hooks.NonFiniteLossHook`). Our configs
+    declare both hooks in ``configs/_base_/default_runtime.py``; a config that does not inherit
+    it (a user's own) gets them here."""
     hooks = list(cfg.get('custom_hooks') or [])
     present = {h.get('type') for h in hooks}
     hooks += [dict(type=t) for t in ('RNGStateHook', 'NonFiniteLossHook') if t not in present]

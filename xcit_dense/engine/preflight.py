@@ -3,12 +3,9 @@ config does not have, a model that does not build, a checkpoint that does not ex
 reported as one short message naming the culprit."""
 import contextlib
 import difflib
-import importlib
 import os
 import sys
 from typing import Iterator, Optional
-
-from mmengine.registry import DefaultScope
 
 from ..datasets.validate import AnnotationError
 from .data_check import DatasetNotFoundError
@@ -49,19 +46,10 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new_keys: bool = False
                                  'keys on purpose)')
 
 
-def build_model(cfg):
-    """Build ``cfg.model`` with the registry of the config's scope (mmdet or mmseg)."""
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise UsageError(f"default_scope must be 'mmdet' or 'mmseg', got {scope!r}")
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model)
-
-
 def check_model_builds(cfg) -> None:
     """Build the config's model once (no weights loaded) so that an unknown arch, type or
     keyword is reported before the run starts."""
+    from .build import build_model  # build imports launch, which imports this module
     try:
         build_model(cfg)
     except UsageError:

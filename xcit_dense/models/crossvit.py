@@ -12,23 +12,23 @@ Only torch and timm are needed here; OpenMMLab registration lives in ``xcit_dens
 """
 import math
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.crossvit import MultiScaleBlock
 
-from ..checkpoint import (CROSSVIT_CHECKPOINTS, adapt_loaded_state, load_crossvit_checkpoint,
-                          load_init_cfg, pretrained_to_init_cfg)
-from .norm import build_norm_layer
+from ..checkpoint import CROSSVIT_CHECKPOINTS
+from .base import DenseBackbone
+from .pyramid import BranchPyramid
 
 # Published variants (CrossViT paper, Table 2; timm ``crossvit_*``): branch widths, depths per
 # multi-scale block (small branch, large branch, extra fusion layers), heads and MLP ratios
-# per branch, multi-conv patch embedding (the dagger models), and the grids of the
-# checkpoints' position embeddings (timm's 240 models: 240 / 12 and 224 / 16; 408: 408 / 12
-# and 384 / 16). timm's third MLP ratio is unused by its fusion layers and is left out.
+# per branch, multi-conv patch embedding (the dagger models), the grids of the checkpoints'
+# position embeddings (timm's 240 models: 240 / 12 and 224 / 16; 408: 408 / 12 and 384 / 16)
+# and the CrossViT release's ImageNet checkpoint (IMAGENET_URL; timm's 240 and 408 models are
+# its 224 and 384 ones). timm's third MLP ratio is unused by its fusion layers and is left out.
 _TINY = dict(embed_dim=(96, 192), depth=((1, 4, 0),) * 3, num_heads=(3, 3), mlp_ratio=(4., 4.))
 _SMALL = dict(embed_dim=(192, 384), depth=((1, 4, 0),) * 3, num_heads=(6, 6), mlp_ratio=(4., 4.))
 _BASE = dict(embed_dim=(384, 768), depth=((1, 4, 0),) * 3, num_heads=(12, 12), mlp_ratio=(4., 4.))
@@ -36,19 +36,21 @@ _9 = dict(embed_dim=(128, 256), depth=((1, 3, 0),) * 3, num_heads=(4, 4), mlp_ra
 _15 = dict(embed_dim=(192, 384), depth=((1, 5, 0),) * 3, num_heads=(6, 6), mlp_ratio=(3., 3.))
 _18 = dict(embed_dim=(224, 448), depth=((1, 6, 0),) * 3, num_heads=(7, 7), mlp_ratio=(3., 3.))
 ARCH_ZOO: Dict[str, Dict] = {
-    'tiny': dict(_TINY, multi_conv=False, pos_grids=(20, 14)),
-    'small': dict(_SMALL, multi_conv=False, pos_grids=(20, 14)),
-    'base': dict(_BASE, multi_conv=False, pos_grids=(20, 14)),
-    '9': dict(_9, multi_conv=False, pos_grids=(20, 14)),
-    '15': dict(_15, multi_conv=False, pos_grids=(20, 14)),
-    '18': dict(_18, multi_conv=False, pos_grids=(20, 14)),
-    '9_dagger': dict(_9, multi_conv=True, pos_grids=(20, 14)),
-    '15_dagger': dict(_15, multi_conv=True, pos_grids=(20, 14)),
-    '18_dagger': dict(_18, multi_conv=True, pos_grids=(20, 14)),
-    '15_dagger_408': dict(_15, multi_conv=True, pos_grids=(34, 24)),
-    '18_dagger_408': dict(_18, multi_conv=True, pos_grids=(34, 24)),
+    'tiny': dict(_TINY, multi_conv=False, pos_grids=(20, 14), imagenet='tiny_224'),
+    'small': dict(_SMALL, multi_conv=False, pos_grids=(20, 14), imagenet='small_224'),
+    'base': dict(_BASE, multi_conv=False, pos_grids=(20, 14), imagenet='base_224'),
+    '9': dict(_9, multi_conv=False, pos_grids=(20, 14), imagenet='9_224'),
+    '15': dict(_15, multi_conv=False, pos_grids=(20, 14), imagenet='15_224'),
+    '18': dict(_18, multi_conv=False, pos_grids=(20, 14), imagenet='18_224'),
+    '9_dagger': dict(_9, multi_conv=True, pos_grids=(20, 14), imagenet='9_dagger_224'),
+    '15_dagger': dict(_15, multi_conv=True, pos_grids=(20, 14), imagenet='15_dagger_224'),
+    '18_dagger': dict(_18, multi_conv=True, pos_grids=(20, 14), imagenet='18_dagger_224'),
+    '15_dagger_408': dict(_15, multi_conv=True, pos_grids=(34, 24), imagenet='15_dagger_384'),
+    '18_dagger_408': dict(_18, multi_conv=True, pos_grids=(34, 24), imagenet='18_dagger_384'),
 }
-PATCH_SIZES = (12, 16)  # of the two branches, fixed by the checkpoints' patch embeddings
+IMAGENET_URL = 'https://github.com/IBM/CrossViT/releases/download/weights-0.1/crossvit_{}.pth'
+# The patch sizes of the two branches, fixed by the checkpoints' patch embeddings.
+BRANCH_PATCH_SIZES = (12, 16)
 # Strides the two branches' patch embeddings can run at: (8, 16) gives the pyramid exact
 # powers of two; (12, 16) is timm's non-overlapping patches.
 PATCH_STRIDES = ((8, 16), (12, 16))
@@ -123,54 +125,7 @@ class BranchBlocks(nn.Module):
         return [branch(x) for branch, x in zip(self.blocks, xs)]
 
 
-def _pyramid_level(channels: int, in_stride: int, out_stride: int,
-                   norm_cfg: Dict) -> nn.Sequential:
-    """Resample a map from ``in_stride`` to ``out_stride``, then normalise it.
-
-    With g = gcd(in_stride, out_stride): a transposed convolution upsamples by in_stride / g
-    (kernel = stride, as in the XCiT release's adapters), then max-pooling downsamples by
-    out_stride / g. 8 -> 4: deconv x2; 16 -> 32: max-pool 2; 12 -> 4: deconv x3;
-    12 -> 8: deconv x3, max-pool 2.
-    """
-    g = math.gcd(in_stride, out_stride)
-    up, down = in_stride // g, out_stride // g
-    layers: List[nn.Module] = []
-    if up > 1:
-        layers.append(nn.ConvTranspose2d(channels, channels, kernel_size=up, stride=up))
-    if down > 1:
-        layers.append(nn.MaxPool2d(kernel_size=down, stride=down, ceil_mode=True))
-    layers.append(build_norm_layer(norm_cfg, channels))
-    return nn.Sequential(*layers)
-
-
-class BranchPyramid(nn.ModuleList):
-    """Turn the maps of several branches (one stride each) into one map per output stride.
-
-    Each output stride is fed by the coarsest branch whose stride is not above it (the
-    finest branch where none is): for CrossViT at strides (8, 16) levels 4 and 8 come from
-    the small-patch branch and 16 and 32 from the large-patch one. Each level is resampled
-    by :func:`_pyramid_level` and normalised.
-    """
-
-    def __init__(self, channels: Sequence[int], strides: Sequence[int],
-                 out_strides: Sequence[int] = (4, 8, 16, 32),
-                 norm_cfg: Dict = dict(type='BN')) -> None:
-        sources = []
-        for s in out_strides:
-            finer = [i for i, t in enumerate(strides) if t <= s]
-            sources.append(max(finer, key=lambda i: strides[i]) if finer
-                           else min(range(len(strides)), key=lambda i: strides[i]))
-        super().__init__([_pyramid_level(channels[i], strides[i], s, norm_cfg)
-                          for i, s in zip(sources, out_strides)])
-        self.sources: Tuple[int, ...] = tuple(sources)
-        self.out_channels: Tuple[int, ...] = tuple(channels[i] for i in sources)
-        self.out_strides: Tuple[int, ...] = tuple(out_strides)
-
-    def forward(self, features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        return tuple(level(features[i]) for level, i in zip(self, self.sources))
-
-
-class CrossViT(nn.Module):
+class CrossViT(DenseBackbone):
     """CrossViT backbone with a 4-level pyramid (strides 4, 8, 16, 32) for FPN-style necks.
 
     The pyramid adapter. timm's CrossViT runs the 12-px branch on the 240 px image (a 20 x 20
@@ -210,9 +165,11 @@ class CrossViT(nn.Module):
         norm_cfg: Norm of the pyramid levels (``BN``, ``SyncBN``, ``GN``).
         frozen_stages: -1 trains everything; 0 freezes the patch and position embeddings and
             the class tokens; k > 0 also freezes the first k multi-scale blocks.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an ImageNet or dense
-            checkpoint in any format
-            :func:`~xcit_dense.checkpoint.load_crossvit_checkpoint` reads.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an ImageNet or
+            dense checkpoint in any format
+            :func:`~xcit_dense.checkpoint.load_crossvit_checkpoint` reads;
+            ``checkpoint='imagenet'`` is the CrossViT release's ImageNet checkpoint of this
+            preset (:data:`IMAGENET_URL`).
         pretrained: Deprecated alias of ``init_cfg=dict(type='Pretrained',
             checkpoint=pretrained)`` (mmseg's convention for its backbones).
 
@@ -227,6 +184,8 @@ class CrossViT(nn.Module):
         out_strides: Stride of each output map, ``(4, 8, 16, 32)``.
     """
 
+    checkpoints = CROSSVIT_CHECKPOINTS
+
     def __init__(self,
                  arch: Union[str, Dict] = '18_dagger',
                  patch_strides: Sequence[int] = (8, 16),
@@ -236,7 +195,7 @@ class CrossViT(nn.Module):
                  frozen_stages: int = -1,
                  init_cfg: Optional[Dict] = None,
                  pretrained: Optional[str] = None) -> None:
-        super().__init__()
+        super().__init__(frozen_stages, init_cfg, pretrained)
         arch_cfg = resolve_crossvit_arch(arch)
         patch_strides = tuple(int(s) for s in patch_strides)
         if patch_strides not in PATCH_STRIDES:
@@ -247,16 +206,15 @@ class CrossViT(nn.Module):
             raise ValueError(f'frozen_stages must be in [-1, {len(depth)}], got {frozen_stages}')
 
         self.arch = arch_cfg
+        self.arch_name: Optional[str] = None if isinstance(arch, dict) else arch
         self.embed_dim = embed_dim
         self.patch_strides = patch_strides
         self.pos_grids: Tuple[int, ...] = tuple(arch_cfg['pos_grids'])
         self.pad_multiple = math.lcm(*patch_strides)  # both grids tile the padded image
-        self.frozen_stages = frozen_stages
-        self.init_cfg = pretrained_to_init_cfg(pretrained, init_cfg, 'CrossViT')
 
         self.patch_embed = nn.ModuleList([
             PatchEmbed(p, s, in_chans, d, arch_cfg['multi_conv'])
-            for p, s, d in zip(PATCH_SIZES, patch_strides, embed_dim)])
+            for p, s, d in zip(BRANCH_PATCH_SIZES, patch_strides, embed_dim)])
         for i, (d, g) in enumerate(zip(embed_dim, self.pos_grids)):
             setattr(self, f'pos_embed_{i}', nn.Parameter(torch.zeros(1, 1 + g * g, d)))
             setattr(self, f'cls_token_{i}', nn.Parameter(torch.zeros(1, 1, d)))
@@ -282,56 +240,29 @@ class CrossViT(nn.Module):
         for i in range(len(embed_dim)):
             trunc_normal_(getattr(self, f'pos_embed_{i}'), std=.02)
             trunc_normal_(getattr(self, f'cls_token_{i}'), std=.02)
-        self.blocks.apply(self._init_module)
+        self.blocks.apply(self._init_linear)
         self._freeze_stages()
 
-    @staticmethod
-    def _init_module(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    def imagenet_url(self) -> str:
+        """URL of the CrossViT release's ImageNet checkpoint of this preset."""
+        if self.arch_name is None:
+            raise ValueError("checkpoint='imagenet' needs a preset arch, not a custom dict")
+        return IMAGENET_URL.format(self.arch['imagenet'])
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
-        load_init_cfg(self, self.init_cfg, load_crossvit_checkpoint, 'CrossViT')
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # As XCiT's: convert any checkpoint format's keys on every load path, and refuse to
-        # leave part of the backbone at its initialisation when a whole model is loaded.
-        adapt_loaded_state(self, state_dict, prefix, CROSSVIT_CHECKPOINTS)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        for module in [self.patch_embed, *self.blocks[:self.frozen_stages]]:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-        for i in range(len(self.embed_dim)):
-            getattr(self, f'pos_embed_{i}').requires_grad = False
-            getattr(self, f'cls_token_{i}').requires_grad = False
-
-    def train(self, mode: bool = True) -> 'CrossViT':
-        super().train(mode)
-        self._freeze_stages()  # keep frozen modules (dropout, drop path) in eval mode
-        return self
+    def frozen_parts(self) -> List[Union[nn.Module, nn.Parameter]]:
+        return [self.patch_embed, *self.blocks[:self.frozen_stages],
+                *(getattr(self, f'{p}_{i}') for p in ('pos_embed', 'cls_token')
+                  for i in range(len(self.embed_dim)))]
 
     @torch.jit.ignore
-    def no_weight_decay(self) -> set:
+    def no_weight_decay(self) -> Set[str]:
+        """The position embeddings and class tokens of both branches."""
         return {f'{p}_{i}' for p in ('pos_embed', 'cls_token') for i in range(len(self.embed_dim))}
 
     def forward_branches(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Patch tokens of each branch after the last multi-scale block, as (B, C_b, H_b, W_b)
         maps at strides ``patch_strides`` (before the pyramid)."""
-        if x.dim() != 4:
-            raise ValueError('CrossViT expects a (B, C, H, W) image batch, got shape '
-                             f'{tuple(x.shape)}')
-        m = self.pad_multiple
-        pad_h, pad_w = -x.shape[2] % m, -x.shape[3] % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self._padded(x)
         B = x.shape[0]
         tokens, grids = [], []
         for i, (embed, grid) in enumerate(zip(self.patch_embed, self.pos_grids)):
@@ -348,6 +279,4 @@ class CrossViT(nn.Module):
         return [t[:, 1:].transpose(1, 2).reshape(B, -1, H, W)
                 for t, (H, W) in zip(tokens, grids)]
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return four NCHW maps with strides ``out_strides`` and ``out_channels`` channels."""
-        return tuple(y.contiguous() for y in self.pyramid(self.forward_branches(x)))
+    forward_trunk = forward_branches

@@ -1,4 +1,6 @@
-"""Pyramid adapters: turn single-stride transformer maps into a 4-level feature pyramid."""
+"""Pyramid adapters: turn transformer maps of one stride (:class:`SimplePyramid`, XCiT) or of
+a few (:class:`BranchPyramid`, CrossViT's branches) into maps at the strides a neck wants."""
+import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -53,3 +55,50 @@ class SimplePyramid(nn.ModuleList):
         if len(features) != len(self):
             raise ValueError(f'SimplePyramid expects {len(self)} maps, got {len(features)}')
         return tuple(op(x) for op, x in zip(self, features))
+
+
+def _pyramid_level(channels: int, in_stride: int, out_stride: int,
+                   norm_cfg: Dict) -> nn.Sequential:
+    """Resample a map from ``in_stride`` to ``out_stride``, then normalise it.
+
+    With g = gcd(in_stride, out_stride): a transposed convolution upsamples by in_stride / g
+    (kernel = stride, as in the XCiT release's adapters), then max-pooling downsamples by
+    out_stride / g. 8 -> 4: deconv x2; 16 -> 32: max-pool 2; 12 -> 4: deconv x3;
+    12 -> 8: deconv x3, max-pool 2.
+    """
+    g = math.gcd(in_stride, out_stride)
+    up, down = in_stride // g, out_stride // g
+    layers: List[nn.Module] = []
+    if up > 1:
+        layers.append(nn.ConvTranspose2d(channels, channels, kernel_size=up, stride=up))
+    if down > 1:
+        layers.append(nn.MaxPool2d(kernel_size=down, stride=down, ceil_mode=True))
+    layers.append(build_norm_layer(norm_cfg, channels))
+    return nn.Sequential(*layers)
+
+
+class BranchPyramid(nn.ModuleList):
+    """Turn the maps of several branches (one stride each) into one map per output stride.
+
+    Each output stride is fed by the coarsest branch whose stride is not above it (the
+    finest branch where none is): for CrossViT at strides (8, 16) levels 4 and 8 come from
+    the small-patch branch and 16 and 32 from the large-patch one. Each level is resampled
+    by :func:`_pyramid_level` and normalised.
+    """
+
+    def __init__(self, channels: Sequence[int], strides: Sequence[int],
+                 out_strides: Sequence[int] = (4, 8, 16, 32),
+                 norm_cfg: Dict = dict(type='BN')) -> None:
+        sources = []
+        for s in out_strides:
+            finer = [i for i, t in enumerate(strides) if t <= s]
+            sources.append(max(finer, key=lambda i: strides[i]) if finer
+                           else min(range(len(strides)), key=lambda i: strides[i]))
+        super().__init__([_pyramid_level(channels[i], strides[i], s, norm_cfg)
+                          for i, s in zip(sources, out_strides)])
+        self.sources: Tuple[int, ...] = tuple(sources)
+        self.out_channels: Tuple[int, ...] = tuple(channels[i] for i in sources)
+        self.out_strides: Tuple[int, ...] = tuple(out_strides)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        return tuple(level(features[i]) for level, i in zip(self, self.sources))

@@ -10,28 +10,32 @@ a channels-last view and the output maps are views, so no block transposes its i
 Only torch and timm are needed here; OpenMMLab registration lives in ``xcit_dense.registry``.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import trunc_normal_
 
-from ..checkpoint import (XCIT_CHECKPOINTS, adapt_loaded_state, load_init_cfg,
-                          load_xcit_checkpoint, pretrained_to_init_cfg)
+from ..checkpoint import XCIT_CHECKPOINTS
+from .base import DenseBackbone
 from .norm import build_norm_layer
 from .pyramid import SimplePyramid
+from .streaming import StreamedBlock, StreamedStem, can_stream
 
-# Published variants (XCiT paper, Table 1; timm ``xcit_*``): width, depth, heads, LayerScale eta.
+# Published variants (XCiT paper, Table 1; timm ``xcit_*``): width, depth, heads, LayerScale
+# eta, and the stochastic depth rate of the release's detection and segmentation models, the
+# same at patch sizes 8 and 16 (its Semantic FPN M24 alone takes 0.2: set in those configs).
+# The release has no dense N12, T24 or L24 model: those rates are 0. Each preset's ImageNet
+# checkpoint, per patch size, is IMAGENET_URL.
 ARCH_ZOO: Dict[str, Dict] = {
-    'nano_12': dict(embed_dim=128, depth=12, num_heads=4, eta=1.0),
-    'tiny_12': dict(embed_dim=192, depth=12, num_heads=4, eta=1.0),
-    'tiny_24': dict(embed_dim=192, depth=24, num_heads=4, eta=1e-5),
-    'small_12': dict(embed_dim=384, depth=12, num_heads=8, eta=1.0),
-    'small_24': dict(embed_dim=384, depth=24, num_heads=8, eta=1e-5),
-    'medium_24': dict(embed_dim=512, depth=24, num_heads=8, eta=1e-5),
-    'large_24': dict(embed_dim=768, depth=24, num_heads=16, eta=1e-5),
+    'nano_12': dict(embed_dim=128, depth=12, num_heads=4, eta=1.0, drop_path_rate=0.),
+    'tiny_12': dict(embed_dim=192, depth=12, num_heads=4, eta=1.0, drop_path_rate=0.),
+    'tiny_24': dict(embed_dim=192, depth=24, num_heads=4, eta=1e-5, drop_path_rate=0.),
+    'small_12': dict(embed_dim=384, depth=12, num_heads=8, eta=1.0, drop_path_rate=0.05),
+    'small_24': dict(embed_dim=384, depth=24, num_heads=8, eta=1e-5, drop_path_rate=0.1),
+    'medium_24': dict(embed_dim=512, depth=24, num_heads=8, eta=1e-5, drop_path_rate=0.15),
+    'large_24': dict(embed_dim=768, depth=24, num_heads=16, eta=1e-5, drop_path_rate=0.),
 }
 # Short names, as in config file names (``xcit-s12-p8``).
 ARCH_ALIASES = {'n12': 'nano_12', 't12': 'tiny_12', 't24': 'tiny_24', 's12': 'small_12',
@@ -40,7 +44,8 @@ ARCH_ALIASES = {'n12': 'nano_12', 't12': 'tiny_12', 't24': 'tiny_24', 's12': 'sm
 DEFAULT_OUT_INDICES = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23)}
 PATCH_SIZES = (8, 16)
 # The release's ImageNet-1k checkpoint of each preset and patch size that its dense models are
-# trained from; ``init_cfg=dict(type='Pretrained', checkpoint='imagenet')`` loads it.
+# trained from (384 px, distilled); ``init_cfg=dict(type='Pretrained', checkpoint='imagenet')``
+# loads it.
 IMAGENET_URL = 'https://dl.fbaipublicfiles.com/xcit/xcit_{arch}_p{patch_size}_384_dist.pth'
 
 
@@ -51,43 +56,13 @@ def resolve_arch(arch: Union[str, Dict]) -> Dict:
         if missing:
             raise KeyError(f'Custom XCiT arch is missing {sorted(missing)}; '
                            'it needs embed_dim, depth, num_heads and optionally eta')
-        return {'eta': 1.0, **arch}
+        return {'eta': 1.0, 'drop_path_rate': 0., **arch}
     name = ARCH_ALIASES.get(arch, arch)
     if name not in ARCH_ZOO:
         raise KeyError(f'Unknown XCiT arch {arch!r}; valid names are {sorted(ARCH_ZOO)} '
                        f'(or {sorted(ARCH_ALIASES)}), or a dict with embed_dim, depth, '
                        'num_heads and eta')
     return dict(ARCH_ZOO[name])
-
-
-def _is_graph_capture() -> bool:
-    """Whether the forward is being traced, scripted, exported to ONNX or compiled: the
-    streamed loops would be unrolled there (a graph per chunk), so the plain forward is used."""
-    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
-    return (torch.jit.is_tracing() or torch.jit.is_scripting() or compiling()
-            or torch.onnx.is_in_onnx_export())
-
-
-def _acts_per_pixel(m: nn.Module) -> bool:
-    """Whether a module treats every pixel (token) on its own at inference: normalisation
-    layers must not use statistics of the whole map or batch."""
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return not m.training and m.track_running_stats and m.running_mean is not None
-    return not isinstance(m, (nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
-                              nn.LocalResponseNorm))
-
-
-def can_stream(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``module`` may run its streamed (chunked) inference forward on ``x``.
-
-    Streaming keeps each chunk's intermediates in the CPU cache and gives the same outputs as
-    the plain forward only where every layer acts per pixel: CPU inference (no autograd),
-    nothing in training mode, BatchNorms in eval mode with running statistics, no GroupNorm or
-    InstanceNorm; and not while the forward is traced, exported or compiled. On GPUs the
-    unchunked path is faster (kernel launches, not the cache, bound it there).
-    """
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and not _is_graph_capture()
-            and all(not m.training and _acts_per_pixel(m) for m in module.modules()))
 
 
 class PositionalEncodingFourier(nn.Module):
@@ -118,16 +93,12 @@ class PositionalEncodingFourier(nn.Module):
         return F.linear(pos.to(weight.dtype), weight.flatten(1), self.token_projection.bias)
 
 
-class ConvPatchEmbed(nn.Module):
+class ConvPatchEmbed(StreamedStem, nn.Module):
     """Patch embedding by a stack of stride-2 3x3 conv-norm layers with GELU in between.
 
-    CPU inference streams large images through the stem in bands of output rows (see
-    :meth:`forward_streamed`): its first layers' maps are the largest tensors of the network
-    (at patch size 8, 24x the pixels of the input image in floats) and would leave the cache.
+    CPU inference streams large images through it in bands of rows
+    (:class:`~xcit_dense.models.streaming.StreamedStem`).
     """
-
-    # Output tokens per band when streaming: the band's first-layer map then stays in cache.
-    BAND_TOKENS = 2048
 
     def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
                  norm_cfg: Dict = dict(type='BN')) -> None:
@@ -152,30 +123,6 @@ class ConvPatchEmbed(nn.Module):
         if tokens > self.BAND_TOKENS and can_stream(self, x):
             return self.forward_streamed(x)
         return self.proj(x)
-
-    def forward_streamed(self, x: torch.Tensor) -> torch.Tensor:
-        """The stem's inference forward, in bands of output rows.
-
-        Output row r of the stack depends on input rows p * r - (p - 1) ... p * r + p - 1, and
-        with stride-2 convolutions on even heights the bottom zero-padding is never read. So
-        a band of output rows [r0, r1) is exact when computed from input rows
-        [p * (r0 - 1), p * r1) and its first output row (which saw a false top padding) is
-        dropped; the band at r0 = 0 reads the true top padding.
-        """
-        p = self.patch_size
-        B, _, H, W = x.shape
-        out_h, out_w = H // p, W // p
-        band_rows = max(4, -(-self.BAND_TOKENS // out_w))  # the halo row costs 1/band_rows
-        out = None
-        for r0 in range(0, out_h, band_rows):
-            r1 = min(r0 + band_rows, out_h)
-            halo = 1 if r0 else 0
-            band = self.proj(x[:, :, p * (r0 - halo):p * r1])[:, :, halo:]
-            if out is None:
-                out = band.new_empty(B, band.shape[1], out_h, out_w).contiguous(
-                    memory_format=torch.channels_last)
-            out[:, :, r0:r1] = band
-        return out
 
 
 class XCA(nn.Module):
@@ -277,23 +224,14 @@ class Mlp(nn.Module):
         return self.fc2(x)
 
 
-class XCABlock(nn.Module):
+class XCABlock(StreamedBlock, nn.Module):
     """XCA, LPI and MLP, each pre-normalised, LayerScaled and residual (in the release's
     order: attention, LPI, MLP; the parameter names keep its gamma1/gamma3/gamma2).
 
     Each residual is one ``addcmul`` (x + branch * gamma), with stochastic depth folded into
-    the LayerScale as a per-sample factor.
-
-    Inference on CPU streams large inputs through the block in chunks of about
-    ``STREAM_TOKENS`` tokens (see :meth:`forward_streamed`): the same arithmetic, but each
-    chunk's intermediates (qkv, the 4x-wide MLP layer) stay in the CPU cache, so the time per
-    pixel no longer grows once the image outgrows the cache, and peak memory is a few token maps.
+    the LayerScale as a per-sample factor. CPU inference streams large inputs through the
+    block in chunks of tokens (:class:`~xcit_dense.models.streaming.StreamedBlock`).
     """
-
-    # Tokens per chunk when streaming: the chunk's MLP hidden layer (1024 x 4C floats, 6 MB
-    # at width 384) fits in the last-level cache, and 1024-row matrix products stay efficient.
-    STREAM_TOKENS = 1024
-    BAND_TOKENS = 2048
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True,
                  drop_path: float = 0., eta: float = 1., norm_cfg: Dict = dict(type='BN')) -> None:
@@ -323,84 +261,27 @@ class XCABlock(nn.Module):
         x = self._residual(x, self.local_mp(self.norm3(x), H, W), self.gamma3)
         return self._residual(x, self.mlp(self.norm2(x)), self.gamma2)
 
-    def forward_streamed(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """The block's inference forward, computed in chunks of tokens, one image at a time.
-
-        Three passes over each image's (N, C) tokens ``src``, written to ``dst``:
-
-        1. per chunk: norm1 and qkv, accumulating the per-head Gram q^T k and the squared
-           token-norms of q and k; v is parked in ``dst``;
-        2. per chunk: ``dst = src + gamma1 * (v @ M + bias)``, M the attention folded into the
-           projection (XCA needs the Gram of all tokens before any output, hence two passes);
-        3. per band of rows (with a 2-row halo for the two 3x3 depthwise convolutions): the LPI
-           residual, then the MLP residual. A band is written back only after the next band
-           has been computed, since that band's halo reads the previous band's input rows.
-        """
-        attn = self.attn
-        B, N, C = x.shape
-        h = attn.num_heads
-        d = C // h
-        chunk = self.STREAM_TOKENS
-        # Bands of about BAND_TOKENS tokens (>= 2 rows: a halo must not reach a band that was
-        # written back); the 4-row halo makes thin bands costly.
-        band_rows = max(2, -(-self.BAND_TOKENS // W))
-        out = torch.empty_like(x)
-        for src, dst in zip(x, out):
-            # 1. cross-covariance statistics (fp32, like XCA.attention)
-            gram = src.new_zeros(h, d, d, dtype=torch.float32)
-            q_sq = src.new_zeros(C, dtype=torch.float32)
-            k_sq = src.new_zeros(C, dtype=torch.float32)
-            for s in range(0, N, chunk):
-                q, k, v = attn.qkv(self.norm1(src[s:s + chunk])).split(C, dim=-1)
-                q, k = q.float(), k.float()
-                gram.baddbmm_(q.unflatten(-1, (h, d)).permute(1, 2, 0),
-                              k.unflatten(-1, (h, d)).transpose(0, 1))
-                q_sq.add_(q.square().sum(0))
-                k_sq.add_(k.square().sum(0))
-                dst[s:s + chunk] = v
-            mix = attn.mix(attn.normalized_softmax(
-                gram, q_sq.sqrt().view(h, d), k_sq.sqrt().view(h, d))).to(dst.dtype)
-            # 2. attention residual, in place of v
-            bias = attn.proj.bias.to(dst.dtype)
-            for s in range(0, N, chunk):
-                branch = torch.addmm(bias, dst[s:s + chunk], mix)
-                torch.addcmul(src[s:s + chunk], branch, self.gamma1, out=dst[s:s + chunk])
-            # 3. LPI and MLP residuals, band by band, each written back one band late
-            pending = None
-            for r0 in range(0, H, band_rows):
-                r1 = min(r0 + band_rows, H)
-                a0, a1 = max(r0 - 2, 0), min(r1 + 2, H)
-                lpi = self.local_mp(self.norm3(dst[a0 * W:a1 * W]).unsqueeze(0), a1 - a0, W)
-                if pending is not None:
-                    self._finish_band(dst, *pending)
-                pending = (r0 * W, r1 * W, lpi[0, (r0 - a0) * W:(r1 - a0) * W])
-            self._finish_band(dst, *pending)
-        return out
-
-    def _finish_band(self, tokens: torch.Tensor, start: int, end: int,
-                     lpi: torch.Tensor) -> None:
-        """Add the LPI residual, then the MLP residual, to ``tokens[start:end]`` in place."""
-        band = tokens[start:end]
-        band.addcmul_(lpi, self.gamma3)
-        for s in range(0, end - start, self.STREAM_TOKENS):
-            chunk = band[s:s + self.STREAM_TOKENS]
-            chunk.addcmul_(self.mlp(self.norm2(chunk)), self.gamma2)
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        return {'gamma1', 'gamma2', 'gamma3'} | {f'attn.{n}' for n in self.attn.no_weight_decay()}
 
 
-class XCiT(nn.Module):
+class XCiT(DenseBackbone):
     """XCiT backbone with a 4-level pyramid (strides 4, 8, 16, 32) for FPN-style necks.
 
     Args:
         arch: A preset name (``'nano_12'``, ``'tiny_12'``, ``'tiny_24'``, ``'small_12'``,
             ``'small_24'``, ``'medium_24'``, ``'large_24'``, or ``'s12'``-style short names)
-            or a dict with ``embed_dim``, ``depth``, ``num_heads`` and ``eta``.
+            or a dict with ``embed_dim``, ``depth``, ``num_heads`` and optionally ``eta`` and
+            ``drop_path_rate``.
         patch_size: 8 or 16.
         in_chans: Input image channels.
         out_indices: Blocks whose outputs feed the pyramid (4 ascending indices). Defaults by
             depth as in the release: (3, 5, 7, 11) for 12 blocks, (7, 11, 15, 23) for 24.
         mlp_ratio: MLP hidden width over embedding width.
         qkv_bias: Bias in the XCA qkv projection.
-        drop_path_rate: Stochastic depth rate.
+        drop_path_rate: Stochastic depth rate; by default the preset's (the release's rate for
+            its detection and segmentation models, see :data:`ARCH_ZOO`).
         drop_path_schedule: ``'constant'`` (the same rate in every block, as in the release)
             or ``'linear'`` (0 at the first block up to the rate at the last).
         norm_cfg: Norm of the patch embedding, LPI and pyramid (``BN``, ``SyncBN``, ``GN``).
@@ -423,6 +304,8 @@ class XCiT(nn.Module):
         out_strides: Stride of each output map, ``(4, 8, 16, 32)``.
     """
 
+    checkpoints = XCIT_CHECKPOINTS
+
     def __init__(self,
                  arch: Union[str, Dict] = 'small_12',
                  patch_size: int = 16,
@@ -430,14 +313,14 @@ class XCiT(nn.Module):
                  out_indices: Optional[Sequence[int]] = None,
                  mlp_ratio: float = 4.,
                  qkv_bias: bool = True,
-                 drop_path_rate: float = 0.,
+                 drop_path_rate: Optional[float] = None,
                  drop_path_schedule: str = 'constant',
                  norm_cfg: Dict = dict(type='BN'),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  init_cfg: Optional[Dict] = None,
                  pretrained: Optional[str] = None) -> None:
-        super().__init__()
+        super().__init__(frozen_stages, init_cfg, pretrained)
         arch_cfg = resolve_arch(arch)
         embed_dim, depth = arch_cfg['embed_dim'], arch_cfg['depth']
         if patch_size not in PATCH_SIZES:
@@ -456,16 +339,16 @@ class XCiT(nn.Module):
                              f'got {drop_path_schedule!r}')
         if not -1 <= frozen_stages <= depth:
             raise ValueError(f'frozen_stages must be in [-1, {depth}], got {frozen_stages}')
+        if drop_path_rate is None:
+            drop_path_rate = arch_cfg['drop_path_rate']
 
         self.arch = arch_cfg
         self.arch_name: Optional[str] = (None if isinstance(arch, dict)
                                          else ARCH_ALIASES.get(arch, arch))
-        self.patch_size = patch_size
+        self.patch_size = self.pad_multiple = patch_size
         self.embed_dim = embed_dim
         self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
         self.with_cp = with_cp
-        self.init_cfg = pretrained_to_init_cfg(pretrained, init_cfg, 'XCiT')
 
         self.patch_embed = ConvPatchEmbed(patch_size, in_chans, embed_dim, norm_cfg)
         self.pos_embed = PositionalEncodingFourier(dim=embed_dim)
@@ -481,15 +364,8 @@ class XCiT(nn.Module):
         self.out_channels: Tuple[int, ...] = (embed_dim,) * 4
         self.out_strides: Tuple[int, ...] = self.pyramid.out_strides
 
-        self.apply(self._init_module)
+        self.apply(self._init_linear)
         self._freeze_stages()
-
-    @staticmethod
-    def _init_module(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
     def imagenet_url(self) -> str:
         """URL of the release's ImageNet checkpoint for this preset and patch size."""
@@ -497,48 +373,19 @@ class XCiT(nn.Module):
             raise ValueError("checkpoint='imagenet' needs a preset arch, not a custom dict")
         return IMAGENET_URL.format(arch=self.arch_name, patch_size=self.patch_size)
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg``'s pretrained checkpoint, if any (called by mmengine's runner)."""
-        init_cfg = self.init_cfg
-        if init_cfg is not None and init_cfg.get('checkpoint') == 'imagenet':
-            init_cfg = dict(init_cfg, checkpoint=self.imagenet_url())
-        load_init_cfg(self, init_cfg, load_xcit_checkpoint, 'XCiT')
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Every load path (torch's and mmengine's load_state_dict, so load_from, tools/test.py
-        # and the inferencers) passes here: convert any checkpoint format's keys, and refuse to
-        # leave part of the backbone at its initialisation when a whole model is loaded.
-        adapt_loaded_state(self, state_dict, prefix, XCIT_CHECKPOINTS)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.patch_embed, self.pos_embed, *self.blocks[:self.frozen_stages]]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'XCiT':
-        super().train(mode)
-        self._freeze_stages()  # keep frozen BatchNorms in eval mode
-        return self
+    def frozen_parts(self) -> List[nn.Module]:
+        return [self.patch_embed, self.pos_embed, *self.blocks[:self.frozen_stages]]
 
     @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return {'pos_embed'}
+    def no_weight_decay(self) -> Set[str]:
+        """The positional encoding, the XCA temperatures and the LayerScale gains."""
+        return {'pos_embed'} | {f'blocks.{i}.{n}' for i, block in enumerate(self.blocks)
+                                for n in block.no_weight_decay()}
 
     def forward_blocks(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Block outputs at ``out_indices`` as (B, C, H/p, W/p) maps (before the pyramid)."""
-        if x.dim() != 4:
-            raise ValueError(f'XCiT expects a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
-        p = self.patch_size
-        pad_h, pad_w = -x.shape[2] % p, -x.shape[3] % p
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
         # A channels-last stem writes its output in token layout: no transpose copy.
-        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
+        x = self.patch_embed(self._padded(x).contiguous(memory_format=torch.channels_last))
         B, C, H, W = x.shape
         x = (x.permute(0, 2, 3, 1) + self.pos_embed(H, W)).reshape(B, H * W, C)
 
@@ -554,6 +401,4 @@ class XCiT(nn.Module):
                 outs.append(x.view(B, H, W, C).permute(0, 3, 1, 2))
         return outs
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return four NCHW maps with strides ``out_strides`` and ``out_channels`` channels."""
-        return tuple(y.contiguous() for y in self.pyramid(self.forward_blocks(x)))
+    forward_trunk = forward_blocks

@@ -1,6 +1,7 @@
 # The XCiT-S12/8 backbone as the release configures it for detection and segmentation, for
-# configs to plug in with `backbone={{_base_.xcit_backbone}}`. Variants override arch,
-# patch_size and drop_path_rate; 'imagenet' follows them to the right checkpoint.
+# configs to plug in with `backbone={{_base_.xcit_backbone}}`. Variants override arch and
+# patch_size: the drop-path rate follows the preset (XCiT's ARCH_ZOO) and 'imagenet' the
+# preset and patch size (XCiT.imagenet_url).
 custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
 
 xcit_backbone = dict(
@@ -8,7 +9,5 @@ xcit_backbone = dict(
     type='XCiT',
     arch='small_12',
     patch_size=8,
-    drop_path_rate=0.05,
     norm_cfg=dict(type='SyncBN'),  # 8 GPUs x 2 images; tools/ fall back to BN on CPU
-    # the release's ImageNet checkpoint of each arch and patch size (XCiT.imagenet_url)
     init_cfg=dict(type='Pretrained', checkpoint='imagenet'))

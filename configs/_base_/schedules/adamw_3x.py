@@ -13,28 +13,20 @@
 #   which in XCiT are only the blocks' LayerNorms (its other keys, 'absolute_pos_embed' and
 #   'relative_position_bias_table', are Swin's and match nothing), so it decayed the BatchNorms
 #   (stem, LPI, the /16 pyramid), the XCA temperatures, the LayerScale gammas and the positional
-#   encoding. We exempt all of these: every norm layer (norm_decay_mult) and the custom keys
-#   below; decay on such gains and scales pulls them toward 0 rather than regularising. To
-#   follow the release exactly, set optim_wrapper = dict(paramwise_cfg=dict(_delete_=True,
-#   custom_keys={'norm': dict(decay_mult=0.)})) (tests/test_release_recipes.py checks both
-#   rules parameter by parameter).
+#   encoding. We exempt all of these: every norm layer (norm_decay_mult) and what the
+#   backbone's no_weight_decay() names (NoDecayOptimWrapperConstructor); decay on such gains
+#   and scales pulls them toward 0 rather than regularising. To follow the release exactly,
+#   set optim_wrapper = dict(constructor='DefaultOptimWrapperConstructor', paramwise_cfg=dict(
+#   _delete_=True, custom_keys={'norm': dict(decay_mult=0.)})) (tests/test_release_recipes.py
+#   checks both rules parameter by parameter).
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33],
-         gamma=0.1),
-]
+warmup = dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)
+param_scheduler = [warmup, dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
+                                milestones=[27, 33], gamma=0.1)]
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
+    _delete_=True, type='OptimWrapper', constructor='NoDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        custom_keys={
-            '.temperature': dict(decay_mult=0.),
-            '.gamma': dict(decay_mult=0.),
-            'backbone.pos_embed': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=dict(norm_decay_mult=0.))

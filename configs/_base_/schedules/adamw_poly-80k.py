@@ -11,24 +11,19 @@
 # decayed the BatchNorms (stem, LPI, the /16 pyramid, the heads' SyncBN), the XCA temperatures,
 # the LayerScale gammas and the positional encoding, although its configs' comment says "no
 # weight decay for position embedding & layer norm". We exempt all of these: every norm layer
-# (norm_decay_mult) and the custom keys below; decay on such gains and scales pulls them toward
-# 0 rather than regularising. To follow the release exactly, set
-# optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
+# (norm_decay_mult) and what the backbone's no_weight_decay() names
+# (NoDecayOptimWrapperConstructor); decay on such gains and scales pulls them toward 0 rather
+# than regularising. To follow the release exactly, set
+# optim_wrapper = dict(constructor='DefaultOptimWrapperConstructor', paramwise_cfg=dict(
+#     _delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
 # (tests/test_release_recipes.py checks both rules parameter by parameter).
 _base_ = 'mmseg::_base_/schedules/schedule_80k.py'
 
 max_iters = 80000
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
+    _delete_=True, type='OptimWrapper', constructor='NoDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        custom_keys={
-            '.temperature': dict(decay_mult=0.),
-            '.gamma': dict(decay_mult=0.),
-            'backbone.pos_embed': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=dict(norm_decay_mult=0.))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=max_iters),

@@ -1,4 +1,7 @@
-"""Checkpoints that survive a kill: atomic writes, and resume from the last complete one."""
+"""Resuming runs: checkpoints written atomically (the ``atomic_local`` file backend, so a
+killed run never leaves a truncated file under a checkpoint's name), and finding the checkpoint
+to resume from (the last complete one in the work dir). Pretrained weights are read by
+:mod:`xcit_dense.checkpoint`."""
 import glob
 import os
 import os.path as osp

@@ -1,9 +1,0 @@
-# Mask R-CNN with an XCiT-S12/16 backbone (drop path as in the release).
-_base_ = './mask-rcnn_xcit-s12-p8_fpn.py'
-
-model = dict(
-    backbone=dict(
-        arch='small_12',
-        patch_size=16,
-        drop_path_rate=0.05),
-    neck=dict(in_channels=[384, 384, 384, 384]))
