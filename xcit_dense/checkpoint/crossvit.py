@@ -101,11 +101,7 @@ def check_layout(state: Dict, model: nn.Module) -> Optional[str]:
 
 CROSSVIT_CHECKPOINTS = CheckpointFamily(
     name='CrossViT', convert=convert_state_dict, describe=describe_arch, check=check_layout,
-    format_names=FORMAT_NAMES,
-    formats='timm (.pth or .safetensors), the CrossViT release and xcit_dense CrossViT '
-            'detection/segmentation checkpoints')
-
-
-# The family's entry points: convert a whole checkpoint, load one into a backbone.
-convert_crossvit_state_dict = CROSSVIT_CHECKPOINTS.convert_checkpoint
-load_crossvit_checkpoint = CROSSVIT_CHECKPOINTS.load
+    format_names=FORMAT_NAMES, formats='timm (.pth or .safetensors), the CrossViT release and '
+    'xcit_dense CrossViT detection/segmentation checkpoints')
+convert_crossvit_state_dict = CROSSVIT_CHECKPOINTS.convert_checkpoint  # a whole checkpoint's keys
+load_crossvit_checkpoint = CROSSVIT_CHECKPOINTS.load  # into a backbone, loudly

@@ -111,11 +111,7 @@ def fit_depth(state: Dict, model: nn.Module) -> Optional[str]:
 
 XCIT_CHECKPOINTS = CheckpointFamily(
     name='XCiT', convert=convert_state_dict, describe=describe_arch, check=fit_depth,
-    format_names=FORMAT_NAMES,
-    formats='the XCiT release (ImageNet, DINO, detection and segmentation), timm, mmpretrain '
-            'and xcit_dense checkpoints')
-
-
-# The family's entry points: convert a whole checkpoint, load one into a backbone.
-convert_xcit_state_dict = XCIT_CHECKPOINTS.convert_checkpoint
-load_xcit_checkpoint = XCIT_CHECKPOINTS.load
+    format_names=FORMAT_NAMES, formats='the XCiT release (ImageNet, DINO, detection and '
+    'segmentation), timm, mmpretrain and xcit_dense checkpoints')
+convert_xcit_state_dict = XCIT_CHECKPOINTS.convert_checkpoint  # a whole checkpoint's keys
+load_xcit_checkpoint = XCIT_CHECKPOINTS.load  # into a backbone, loudly
