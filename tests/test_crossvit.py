@@ -366,3 +366,22 @@ def test_toy_segmentation_trains_and_gives_numeric_miou(toy_cfg, toy_ade_root, t
     metrics = runner.val_loop.run()
     assert isinstance(metrics['mIoU'], numbers.Real) and 0.0 <= metrics['mIoU'] <= 100.0
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
+
+
+def test_out_strides_return_only_the_levels_asked_for(randomize):
+    """Three levels for DETR-style / RTMDet necks: the full model's maps at strides 8, 16
+    and 32, with the small branch's width at 8 and the large branch's at 16 and 32."""
+    full = randomize(CrossViT('tiny')).eval()
+    model = CrossViT('tiny', out_strides=(8, 16, 32)).eval()
+    result = model.load_state_dict(full.state_dict(), strict=False)
+    assert result.missing_keys == []
+    assert {k.split('.')[1] for k in result.unexpected_keys} == {'0'}
+    assert [name for name, _ in model.pyramid.named_children()] == ['1', '2', '3']
+    assert model.out_channels == (96, 192, 192) and model.out_strides == (8, 16, 32)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        expected, actual = full(x), model(x)
+    assert all(torch.equal(a, e) for a, e in zip(actual, expected[1:]))
+    with pytest.raises(ValueError, match=r'out_strides must be ascending strides among '
+                       r'\(4, 8, 16, 32\)'):
+        CrossViT('tiny', out_strides=(8, 64))

@@ -270,3 +270,40 @@ def test_gradient_checkpointing_gives_the_same_gradients(frozen_stages, monkeypa
 def test_rejects_non_image_input():
     with pytest.raises(ValueError, match=r'expects a \(B, C, H, W\) image batch'):
         XCiT('nano_12')(torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize('patch_size,out_strides,out_indices,blocks', [
+    (8, (8, 16, 32), (5, 7, 11), 12),  # DETR-style / RTMDet necks
+    (16, (16,), (7,), 8),  # one map, the release's block for stride 16: later blocks dropped
+    (16, (4, 32), (3, 11), 12)])
+def test_out_strides_return_only_the_levels_asked_for(patch_size, out_strides, out_indices,
+                                                      blocks, randomize):
+    """A subset of the pyramid: the same maps as the full model's at those levels (its
+    checkpoint loads, the unused levels' tensors unexpected), nothing built for the others."""
+    full = randomize(XCiT('nano_12', patch_size=patch_size)).eval()
+    model = XCiT('nano_12', patch_size=patch_size, out_strides=out_strides).eval()
+    result = model.load_state_dict(full.state_dict(), strict=False)
+    levels = [(4, 8, 16, 32).index(s) for s in out_strides]
+    assert result.missing_keys == []
+    assert {k.split('.')[1] for k in result.unexpected_keys if k.startswith('pyramid.')} <= \
+        {str(i) for i in range(4)} - {str(i) for i in levels}
+    assert [name for name, _ in model.pyramid.named_children()] == [str(i) for i in levels]
+    assert model.out_indices == out_indices and len(model.blocks) == blocks
+    assert model.out_strides == out_strides and model.out_channels == (128,) * len(levels)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        expected, actual = full(x), model(x)
+    assert len(actual) == len(out_strides)
+    for i, a in zip(levels, actual):
+        assert torch.equal(a, expected[i])
+
+
+def test_out_strides_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match=r'out_strides must be ascending strides among '
+                       r'\(4, 8, 16, 32\) \(e\.g\. \(8, 16, 32\) for DETR-style necks, \(16,\) '
+                       r'for one map\), got \(16, 8\)'):
+        XCiT('nano_12', out_strides=(16, 8))
+    with pytest.raises(ValueError, match=r'out_indices must be 3 ascending block indices in '
+                       r'\[0, 11\] for a depth-12 XCiT, got \(3, 5, 7, 11\) \(one per level of '
+                       r'out_strides=\(8, 16, 32\)\)'):
+        XCiT('nano_12', out_strides=(8, 16, 32), out_indices=(3, 5, 7, 11))

@@ -21,7 +21,7 @@ from timm.models.crossvit import MultiScaleBlock
 
 from ..checkpoint import CROSSVIT_CHECKPOINTS
 from .base import DenseBackbone
-from .pyramid import BranchPyramid
+from .pyramid import PYRAMID_STRIDES, BranchPyramid
 
 # Published variants (CrossViT paper, Table 2; timm ``crossvit_*``): branch widths, depths per
 # multi-scale block (small branch, large branch, extra fusion layers), heads and MLP ratios
@@ -126,7 +126,7 @@ class BranchBlocks(nn.Module):
 
 
 class CrossViT(DenseBackbone):
-    """CrossViT backbone with a 4-level pyramid (strides 4, 8, 16, 32) for FPN-style necks.
+    """CrossViT backbone with a pyramid of up to four levels (strides 4, 8, 16, 32).
 
     The pyramid adapter. timm's CrossViT runs the 12-px branch on the 240 px image (a 20 x 20
     grid, stride 12) and the 16-px branch on the image resized to 224 (14 x 14, stride
@@ -160,6 +160,9 @@ class CrossViT(DenseBackbone):
             ``pos_grids``.
         patch_strides: Strides of the small- and large-patch embeddings, ``(8, 16)`` or
             ``(12, 16)``.
+        out_strides: The pyramid levels to return, an ascending selection of (4, 8, 16, 32)
+            (e.g. ``(8, 16, 32)`` for DETR-style or RTMDet necks); levels not asked for are
+            neither built nor computed.
         in_chans: Input image channels.
         drop_path_rate: Stochastic depth rate, rising linearly over the blocks as in timm.
         norm_cfg: Norm of the pyramid levels (``BN``, ``SyncBN``, ``GN``).
@@ -179,9 +182,9 @@ class CrossViT(DenseBackbone):
     ``ceil(W' / s)`` pixels.
 
     Attributes:
-        out_channels: Channels of each output map (small-branch width twice, then the
-            large-branch width twice).
-        out_strides: Stride of each output map, ``(4, 8, 16, 32)``.
+        out_channels: Channels of each output map (the small-branch width at strides 4 and 8,
+            the large-branch width at 16 and 32).
+        out_strides: Stride of each output map.
     """
 
     checkpoints = CROSSVIT_CHECKPOINTS
@@ -189,6 +192,7 @@ class CrossViT(DenseBackbone):
     def __init__(self,
                  arch: Union[str, Dict] = '18_dagger',
                  patch_strides: Sequence[int] = (8, 16),
+                 out_strides: Sequence[int] = PYRAMID_STRIDES,
                  in_chans: int = 3,
                  drop_path_rate: float = 0.,
                  norm_cfg: Dict = dict(type='BN'),
@@ -233,7 +237,7 @@ class CrossViT(DenseBackbone):
                 norm_layer=partial(nn.LayerNorm, eps=1e-6)))
             start += length
         self.blocks[-1] = BranchBlocks(self.blocks[-1])
-        self.pyramid = BranchPyramid(embed_dim, patch_strides, (4, 8, 16, 32), norm_cfg)
+        self.pyramid = BranchPyramid(embed_dim, patch_strides, out_strides, norm_cfg)
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
         self.out_strides: Tuple[int, ...] = self.pyramid.out_strides
 

@@ -1,12 +1,53 @@
 """Pyramid adapters: turn transformer maps of one stride (:class:`SimplePyramid`, XCiT) or of
-a few (:class:`BranchPyramid`, CrossViT's branches) into maps at the strides a neck wants."""
+a few (:class:`BranchPyramid`, CrossViT's branches) into maps at the strides a neck wants.
+
+A pyramid has up to four levels, at :data:`PYRAMID_STRIDES`; a backbone may return only some
+(``out_strides``: three for DETR-style or RTMDet necks, one for a single-map head), and only
+those are built and computed. Each level keeps its index among the four as its module name
+(``pyramid.0`` ... ``pyramid.3``), so checkpoints of the full pyramid load into any subset.
+"""
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .norm import build_norm_layer
+
+PYRAMID_STRIDES = (4, 8, 16, 32)
+
+
+def check_out_strides(out_strides: Sequence[int]) -> Tuple[int, ...]:
+    """``out_strides`` as a tuple, if it is an ascending selection of :data:`PYRAMID_STRIDES`
+    (a ``ValueError`` naming the valid strides otherwise)."""
+    strides = tuple(int(s) for s in out_strides)
+    if not strides or list(strides) != sorted(set(strides)) or not set(strides) <= set(
+            PYRAMID_STRIDES):
+        raise ValueError(f'out_strides must be ascending strides among {PYRAMID_STRIDES} '
+                         f'(e.g. (8, 16, 32) for DETR-style necks, (16,) for one map), got '
+                         f'{tuple(out_strides)}')
+    return strides
+
+
+class PyramidLevels(nn.Module):
+    """A pyramid's level modules, one per stride of ``out_strides``, each named by its level's
+    index among :data:`PYRAMID_STRIDES`; iterating yields the modules."""
+
+    def __init__(self, out_strides: Sequence[int], levels: List[nn.Module]) -> None:
+        super().__init__()
+        self.out_strides: Tuple[int, ...] = check_out_strides(out_strides)
+        for stride, level in zip(self.out_strides, levels):
+            self.add_module(str(PYRAMID_STRIDES.index(stride)), level)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, level: int) -> nn.Module:
+        """The module of level ``level`` (its index among :data:`PYRAMID_STRIDES`)."""
+        return self._modules[str(level)]
 
 
 def _resample(channels: int, in_stride: int, out_stride: int, norm_cfg: Dict) -> nn.Module:
@@ -36,20 +77,20 @@ def _resample(channels: int, in_stride: int, out_stride: int, norm_cfg: Dict) ->
     raise ValueError(f'Cannot upsample stride {in_stride} to stride {out_stride}')
 
 
-class SimplePyramid(nn.ModuleList):
+class SimplePyramid(PyramidLevels):
     """Resample N maps of one stride into maps of strides ``out_strides`` (one map each).
 
     For XCiT with patch size 8 this is (ConvTranspose x2, identity, max-pool 2, max-pool 4);
     with patch size 16 (ConvTranspose-norm-GELU-ConvTranspose, ConvTranspose, identity,
-    max-pool 2). Module indices match the release's ``fpn1..fpn4`` Sequentials, so its dense
+    max-pool 2). Level names match the release's ``fpn1..fpn4`` Sequentials, so its dense
     checkpoints load into ``pyramid.{0..3}``.
     """
 
     def __init__(self, channels: int, in_stride: int,
-                 out_strides: Sequence[int] = (4, 8, 16, 32),
+                 out_strides: Sequence[int] = PYRAMID_STRIDES,
                  norm_cfg: Dict = dict(type='BN')) -> None:
-        super().__init__([_resample(channels, in_stride, s, norm_cfg) for s in out_strides])
-        self.out_strides: Tuple[int, ...] = tuple(out_strides)
+        super().__init__(out_strides, [_resample(channels, in_stride, s, norm_cfg)
+                                       for s in out_strides])
 
     def forward(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if len(features) != len(self):
@@ -77,7 +118,7 @@ def _pyramid_level(channels: int, in_stride: int, out_stride: int,
     return nn.Sequential(*layers)
 
 
-class BranchPyramid(nn.ModuleList):
+class BranchPyramid(PyramidLevels):
     """Turn the maps of several branches (one stride each) into one map per output stride.
 
     Each output stride is fed by the coarsest branch whose stride is not above it (the
@@ -87,18 +128,17 @@ class BranchPyramid(nn.ModuleList):
     """
 
     def __init__(self, channels: Sequence[int], strides: Sequence[int],
-                 out_strides: Sequence[int] = (4, 8, 16, 32),
+                 out_strides: Sequence[int] = PYRAMID_STRIDES,
                  norm_cfg: Dict = dict(type='BN')) -> None:
         sources = []
         for s in out_strides:
             finer = [i for i, t in enumerate(strides) if t <= s]
             sources.append(max(finer, key=lambda i: strides[i]) if finer
                            else min(range(len(strides)), key=lambda i: strides[i]))
-        super().__init__([_pyramid_level(channels[i], strides[i], s, norm_cfg)
-                          for i, s in zip(sources, out_strides)])
+        super().__init__(out_strides, [_pyramid_level(channels[i], strides[i], s, norm_cfg)
+                                       for i, s in zip(sources, out_strides)])
         self.sources: Tuple[int, ...] = tuple(sources)
         self.out_channels: Tuple[int, ...] = tuple(channels[i] for i in sources)
-        self.out_strides: Tuple[int, ...] = tuple(out_strides)
 
     def forward(self, features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         return tuple(level(features[i]) for level, i in zip(self, self.sources))

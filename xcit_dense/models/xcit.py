@@ -20,7 +20,7 @@ import torch.utils.checkpoint as cp
 from ..checkpoint import XCIT_CHECKPOINTS
 from .base import DenseBackbone
 from .norm import build_norm_layer
-from .pyramid import SimplePyramid
+from .pyramid import PYRAMID_STRIDES, SimplePyramid, check_out_strides
 from .streaming import StreamedBlock, StreamedStem, can_stream
 
 # Published variants (XCiT paper, Table 1; timm ``xcit_*``): width, depth, heads, LayerScale
@@ -267,7 +267,7 @@ class XCABlock(StreamedBlock, nn.Module):
 
 
 class XCiT(DenseBackbone):
-    """XCiT backbone with a 4-level pyramid (strides 4, 8, 16, 32) for FPN-style necks.
+    """XCiT backbone with a pyramid of up to four levels (strides 4, 8, 16, 32).
 
     Args:
         arch: A preset name (``'nano_12'``, ``'tiny_12'``, ``'tiny_24'``, ``'small_12'``,
@@ -276,8 +276,14 @@ class XCiT(DenseBackbone):
             ``drop_path_rate``.
         patch_size: 8 or 16.
         in_chans: Input image channels.
-        out_indices: Blocks whose outputs feed the pyramid (4 ascending indices). Defaults by
-            depth as in the release: (3, 5, 7, 11) for 12 blocks, (7, 11, 15, 23) for 24.
+        out_indices: Blocks whose outputs feed the pyramid, one per level of ``out_strides``
+            (ascending). Defaults by depth as in the release: (3, 5, 7, 11) for 12 blocks,
+            (7, 11, 15, 23) for 24, taken at the levels ``out_strides`` selects.
+        out_strides: The pyramid levels to return, an ascending selection of (4, 8, 16, 32):
+            all four for FPN-style necks (default), ``(8, 16, 32)`` for DETR-style or RTMDet
+            necks, one (e.g. ``(16,)`` with ``out_indices=(11,)``) for a single-map head.
+            Levels not asked for are neither built nor computed, nor are blocks after the
+            last one used.
         mlp_ratio: MLP hidden width over embedding width.
         qkv_bias: Bias in the XCA qkv projection.
         drop_path_rate: Stochastic depth rate; by default the preset's (the release's rate for
@@ -300,8 +306,8 @@ class XCiT(DenseBackbone):
     ``ceil(W' / s)`` pixels (``H / s`` x ``W / s`` when 32 divides the input).
 
     Attributes:
-        out_channels: Channels of each output map (the embedding width, four times).
-        out_strides: Stride of each output map, ``(4, 8, 16, 32)``.
+        out_channels: Channels of each output map (the embedding width).
+        out_strides: Stride of each output map.
     """
 
     checkpoints = XCIT_CHECKPOINTS
@@ -311,6 +317,7 @@ class XCiT(DenseBackbone):
                  patch_size: int = 16,
                  in_chans: int = 3,
                  out_indices: Optional[Sequence[int]] = None,
+                 out_strides: Sequence[int] = PYRAMID_STRIDES,
                  mlp_ratio: float = 4.,
                  qkv_bias: bool = True,
                  drop_path_rate: Optional[float] = None,
@@ -323,17 +330,21 @@ class XCiT(DenseBackbone):
         super().__init__(frozen_stages, init_cfg, pretrained)
         arch_cfg = resolve_arch(arch)
         embed_dim, depth = arch_cfg['embed_dim'], arch_cfg['depth']
+        out_strides = check_out_strides(out_strides)
         if patch_size not in PATCH_SIZES:
             raise ValueError(f'XCiT patch_size must be one of {PATCH_SIZES}, got {patch_size}')
         if out_indices is None:
             if depth not in DEFAULT_OUT_INDICES:
                 raise ValueError(f'No default out_indices for depth {depth}; pass out_indices')
-            out_indices = DEFAULT_OUT_INDICES[depth]
+            out_indices = [DEFAULT_OUT_INDICES[depth][PYRAMID_STRIDES.index(s)]
+                           for s in out_strides]
         out_indices = tuple(int(i) for i in out_indices)
-        if (len(out_indices) != 4 or list(out_indices) != sorted(set(out_indices))
+        n = len(out_strides)
+        if (len(out_indices) != n or list(out_indices) != sorted(set(out_indices))
                 or out_indices[0] < 0 or out_indices[-1] >= depth):
-            raise ValueError(f'out_indices must be 4 ascending block indices in [0, {depth - 1}] '
-                             f'for a depth-{depth} XCiT, got {out_indices}')
+            raise ValueError(f'out_indices must be {n} ascending block indices in '
+                             f'[0, {depth - 1}] for a depth-{depth} XCiT, got {out_indices} '
+                             f'(one per level of out_strides={out_strides})')
         if drop_path_schedule not in ('constant', 'linear'):
             raise ValueError("drop_path_schedule must be 'constant' or 'linear', "
                              f'got {drop_path_schedule!r}')
@@ -360,8 +371,8 @@ class XCiT(DenseBackbone):
             XCABlock(embed_dim, arch_cfg['num_heads'], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                      drop_path=rate, eta=arch_cfg['eta'], norm_cfg=norm_cfg)
             for rate in rates[:out_indices[-1] + 1]])  # blocks after the last output are unused
-        self.pyramid = SimplePyramid(embed_dim, patch_size, (4, 8, 16, 32), norm_cfg)
-        self.out_channels: Tuple[int, ...] = (embed_dim,) * 4
+        self.pyramid = SimplePyramid(embed_dim, patch_size, out_strides, norm_cfg)
+        self.out_channels: Tuple[int, ...] = (embed_dim,) * n
         self.out_strides: Tuple[int, ...] = self.pyramid.out_strides
 
         self.apply(self._init_linear)
