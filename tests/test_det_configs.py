@@ -25,7 +25,7 @@ def build_detector(path):
 
 def test_configs_are_found():
     assert 'configs/maskrcnn_xcit_s12_p8_coco.py' in DET_CONFIGS
-    assert len([c for c in DET_CONFIGS if c.startswith('configs/mask_rcnn/')]) == 19
+    assert len([c for c in DET_CONFIGS if c.startswith('configs/mask_rcnn/')]) == 20
 
 
 @pytest.mark.parametrize('path', DET_CONFIGS)

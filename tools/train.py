@@ -13,10 +13,11 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
-from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
+from xcit_dense.engine import (add_vis_backends, check_checkpoint_exists, check_datasets_exist,
                                check_model_builds, finish_launch, load_run_config,
                                make_resumable, parse_run_args, resolve_resume, setup_launch,
                                short_errors)
+from xcit_dense.engine.launch import VIS_BACKENDS
 
 
 def parse_args():
@@ -24,6 +25,9 @@ def parse_args():
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (GPU)')
+    parser.add_argument('--vis-backend', nargs='+', choices=sorted(VIS_BACKENDS), default=[],
+                        help='also log losses, LR and metrics to TensorBoard (under '
+                        'WORK_DIR/TIMESTAMP/vis_data) or Weights & Biases')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the actual over the config\'s batch size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
@@ -45,6 +49,8 @@ def main():
             cfg.randomness['seed'] = args.seed
         if args.deterministic:
             cfg.randomness['deterministic'] = True
+    if args.vis_backend:
+        add_vis_backends(cfg, args.vis_backend)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

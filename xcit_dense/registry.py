@@ -1,7 +1,8 @@
 """Registers xcit_dense's modules into other libraries' registries: the backbones, the
-``LoadImageChecked`` transform and the no-weight-decay optimizer constructor into mmdet's and
-mmseg's; the CPU DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS; and
-its checkpoint reader as mmengine's reader of paths and URLs.
+``LoadImageChecked`` transform and the optimizer constructors (no weight decay, layer-wise
+learning-rate decay) into mmdet's and mmseg's; the CPU DDP wrapper and training hooks into
+mmengine's MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's reader of paths
+and URLs.
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -16,14 +17,14 @@ BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
 
 
 def register_all() -> list:
-    """Register the backbones, ``LoadImageChecked`` and the optimizer constructor in each
+    """Register the backbones, ``LoadImageChecked`` and the optimizer constructors in each
     installed OpenMMLab codebase, and the CPU DDP wrapper, training hooks and checkpoint reader
     in mmengine; returns the codebases' names."""
     from mmengine.registry import HOOKS, MODEL_WRAPPERS
 
     from .engine.distributed import CPUDistributedDataParallel
     from .engine.hooks import NonFiniteLossHook, RNGStateHook
-    from .engine.optim import NoDecayOptimWrapperConstructor
+    from .engine.optim import LayerDecayOptimWrapperConstructor, NoDecayOptimWrapperConstructor
     from .engine.weights import register_checkpoint_readers
     register_checkpoint_readers()
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
@@ -39,7 +40,7 @@ def register_all() -> list:
         for name, module in BACKBONES.items():
             registries.MODELS.register_module(name=name, module=module, force=True)
         registries.TRANSFORMS.register_module(module=LoadImageChecked, force=True)
-        registries.OPTIM_WRAPPER_CONSTRUCTORS.register_module(
-            module=NoDecayOptimWrapperConstructor, force=True)
+        for constructor in (NoDecayOptimWrapperConstructor, LayerDecayOptimWrapperConstructor):
+            registries.OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=constructor, force=True)
         scopes.append(scope)
     return scopes

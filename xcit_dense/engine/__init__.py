@@ -8,8 +8,9 @@
 * ``data_check``: the datasets a config reads, checked before a run starts;
 * ``resume``: checkpoints written atomically, and the checkpoint to resume from;
 * ``hooks``: random states in checkpoints, and a stop at the first non-finite loss;
-* ``optim``: the optimizer constructor that exempts the parameters the backbone names from
-  weight decay;
+* ``optim``: the optimizer constructors that exempt the parameters the backbone names from
+  weight decay and, optionally, decay the learning rate layer by layer; a table of a model's
+  parameter groups (``tools/analysis_tools/print_param_groups.py``);
 * ``weights``: the release's ``model.pretrained`` and strict loading of trained checkpoints;
 * ``safe_globals``: mmengine's checkpoint classes allow-listed for weights_only loading;
 * ``distributed``: DistributedDataParallel for CPU processes (gloo).
@@ -18,8 +19,9 @@ from .build import (build_analysis_model, build_model, config_scope, dummy_data_
                     scope_models)
 from .data_check import DatasetNotFoundError, check_datasets_exist
 from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
-from .launch import (fall_back_from_sync_bn, finish_launch, load_run_config, make_resumable,
-                     parse_run_args, resolve_resume, select_metrics, setup_launch)
+from .launch import (add_vis_backends, fall_back_from_sync_bn, finish_launch, load_run_config,
+                     make_resumable, parse_run_args, resolve_resume, select_metrics,
+                     setup_launch)
 from .preflight import (UsageError, check_cfg_options, check_checkpoint_exists,
                         check_model_builds, short_errors)
 from .resume import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
@@ -27,7 +29,7 @@ from .safe_globals import allow_mmengine_checkpoint_classes
 from .weights import (apply_deprecated_pretrained, load_checkpoint_strictly,
                       register_checkpoint_readers)
 
-__all__ = ['AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
+__all__ = ['add_vis_backends', 'AtomicLocalBackend', 'DatasetNotFoundError', 'NonFiniteLossError',
            'NonFiniteLossHook', 'RNGStateHook', 'UsageError',
            'allow_mmengine_checkpoint_classes', 'apply_deprecated_pretrained',
            'build_analysis_model', 'build_model', 'check_cfg_options',

@@ -3,6 +3,7 @@ loading the config with their overrides, and adapting it to the machine: CPU or 
 process or many."""
 import argparse
 import atexit
+import importlib.util
 import os
 import os.path as osp
 import warnings
@@ -67,6 +68,31 @@ def load_run_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+# ``tools/train.py --vis-backend NAME``: mmengine's visualizer backend and the package it needs.
+VIS_BACKENDS = {'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
+                'wandb': ('WandbVisBackend', 'wandb')}
+
+
+def add_vis_backends(cfg, names: List[str]) -> None:
+    """Log scalars (losses, learning rate, metrics) and pictures to these visualizer backends
+    too (mmengine's ``TensorboardVisBackend`` writes under ``WORK_DIR/TIMESTAMP/vis_data``,
+    ``WandbVisBackend`` to Weights & Biases), beside the config's own. A backend whose package
+    is not installed is an error before the run starts."""
+    visualizer = cfg.get('visualizer')
+    if visualizer is None:
+        raise UsageError('--vis-backend needs a visualizer in the config (mmdet\'s and mmseg\'s '
+                         'default_runtime.py have one)')
+    backends = list(visualizer.get('vis_backends') or [])
+    for name in names:
+        backend, package = VIS_BACKENDS[name]
+        if importlib.util.find_spec(package) is None:
+            raise UsageError(f'--vis-backend {name} needs the {package} package, which is not '
+                             f'installed: pip install {package}')
+        if all(b.get('type') != backend for b in backends):
+            backends.append(dict(type=backend))
+    visualizer['vis_backends'] = backends
 
 
 def select_metrics(cfg, metrics: List[str]) -> None:

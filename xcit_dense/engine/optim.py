@@ -1,6 +1,9 @@
-"""Optimizer construction: the backbone says which of its parameters take no weight decay."""
+"""Optimizer construction: the backbone says which of its parameters take no weight decay;
+optionally each backbone block learns at its own, layer-wise decayed, rate."""
+import re
 from typing import List, Optional, Set, Union
 
+import torch
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
@@ -39,8 +42,136 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '',
                    is_dcn_module: Optional[Union[int, float]] = None) -> None:
         super().add_params(params, module, prefix, is_dcn_module)
-        if prefix:  # a recursive call: the top one (prefix '') sees every group
-            return
+        if not prefix:  # the top call, not a recursive one: it sees every group
+            self.finish_groups(params)
+
+    def finish_groups(self, params: List[dict]) -> None:
+        """Our rules, applied to mmengine's groups (one parameter each) once all are made."""
         for group in params:
             if any(id(p) in self._no_decay for p in group['params']):
                 group['weight_decay'] = 0.
+
+
+# The parameters under the backbone at layer 0: XCiT's patch_embed and pos_embed, CrossViT's
+# patch_embed, pos_embed_{0,1} and cls_token_{0,1} (the first part of the name).
+_STEM = re.compile(r'(patch_embed|pos_embed|cls_token)(_\d+)?')
+_BLOCK = re.compile(r'blocks\.(\d+)\.')
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """The layer of a parameter for layer-wise learning-rate decay, from its name in the
+    detector or segmentor (``backbone.blocks.3.attn.qkv.weight``): 0 for the backbone's
+    ``patch_embed``, ``pos_embed`` and ``cls_token`` (CrossViT's ``_0``/``_1`` included),
+    ``i + 1`` for ``backbone.blocks.i`` (an XCiT block, a CrossViT multi-scale block), and the
+    top layer ``num_layers`` for everything else (the pyramid, the neck, the heads). The rule
+    is keyed on these name prefixes only, so it serves XCiT and CrossViT alike."""
+    if not name.startswith('backbone.'):
+        return num_layers
+    rest = name[len('backbone.'):]
+    if _STEM.fullmatch(rest.split('.', 1)[0]):
+        return 0
+    block = _BLOCK.match(rest)
+    return int(block.group(1)) + 1 if block else num_layers
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class LayerDecayOptimWrapperConstructor(NoDecayOptimWrapperConstructor):
+    """Layer-wise learning-rate decay on top of :class:`NoDecayOptimWrapperConstructor` (so
+    mmengine's ``paramwise_cfg`` rules and the backbone's ``no_weight_decay()`` still set the
+    weight decay): each parameter's learning rate is ::
+
+        lr = base_lr * lr_mult * decay_rate ** (num_layers - layer_id)
+
+    where ``lr_mult`` is what mmengine's rules already gave it (``custom_keys``,
+    ``bias_lr_mult``; 1 otherwise) and ``layer_id`` is :func:`layer_id`: 0 for the patch
+    embedding and positional encoding (CrossViT: also the class tokens), ``i + 1`` for block
+    ``i``, ``num_layers`` for the pyramid, neck and heads, which keep ``base_lr``.
+
+    ``num_layers`` is the top layer's id: the number of blocks the backbone has plus one
+    (``len(backbone.blocks) + 1``: 13 for a 12-block XCiT, 25 for a 24-block one, 4 for
+    CrossViT). A backbone whose ``out_indices`` end early builds fewer blocks; the count is of
+    the blocks it has. Any other value is an error naming the expected one. mmseg's
+    ``LearningRateDecayOptimizerConstructor``, detectron2's ViTDet (``get_vit_lr_decay_rate``)
+    and mmdet's ViTDet project name the same key but count the blocks only: ``num_layers=12``
+    for ViT-B, heads at layer 13. Our ``num_layers=13`` gives a 12-block backbone mmseg's and
+    detectron2's learning rates. (mmdet's ViTDet project puts its heads at layer 11, one below
+    the last block, ``decay_rate ** 2``: we do not follow that.) ``decay_rate`` must be in
+    (0, 1] (1: no decay). Only ``decay_type='layer_wise'`` exists::
+
+        optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',
+                             paramwise_cfg=dict(norm_decay_mult=0., decay_rate=0.7,
+                                                num_layers=13))
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        self.decay_rate = self.paramwise_cfg.get('decay_rate')
+        if not (_is_number(self.decay_rate) and 0 < self.decay_rate <= 1):
+            raise ValueError('paramwise_cfg.decay_rate must be a number in (0, 1], '
+                             f'got {self.decay_rate!r}')
+        decay_type = self.paramwise_cfg.get('decay_type', 'layer_wise')
+        if decay_type != 'layer_wise':
+            raise ValueError(f"paramwise_cfg.decay_type must be 'layer_wise', got {decay_type!r}")
+
+    def check_num_layers(self, model: nn.Module) -> int:
+        """``paramwise_cfg.num_layers``, checked against the model's backbone."""
+        backbone = getattr(model, 'backbone', None)
+        blocks = getattr(backbone, 'blocks', None)
+        if not isinstance(blocks, nn.ModuleList):
+            raise TypeError(f'{type(self).__name__} needs a backbone with blocks (XCiT, '
+                            f'CrossViT), got {type(backbone).__name__}')
+        expected, num_layers = len(blocks) + 1, self.paramwise_cfg.get('num_layers')
+        if num_layers != expected or not isinstance(num_layers, int):
+            hint = (f"; mmseg's and ViTDet's num_layers={num_layers} (blocks only) is "
+                    f'num_layers={expected} here' if num_layers == len(blocks) else '')
+            raise ValueError(
+                f'paramwise_cfg.num_layers must be {expected} for this {type(backbone).__name__}'
+                f' (its {len(blocks)} blocks + 1: layer 0 is the patch embedding, block i is '
+                f'layer i + 1, the pyramid, neck and heads are layer {expected}), got '
+                f'{num_layers!r}{hint}')
+        return num_layers
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        inner = getattr(model, 'module', model)
+        num_layers = self.check_num_layers(inner)
+        self._lr_scales = {id(p): self.decay_rate ** (num_layers - layer_id(n, num_layers))
+                           for n, p in inner.named_parameters()}
+        return super().__call__(model)
+
+    def finish_groups(self, params: List[dict]) -> None:
+        super().finish_groups(params)
+        for group in params:  # mmengine's paramwise groups: one parameter each
+            scale = self._lr_scales[id(group['params'][0])]
+            group['lr'] = group.get('lr', self.base_lr) * scale
+
+
+def format_param_groups(model: nn.Module, optimizer: torch.optim.Optimizer,
+                        per_parameter: bool = False) -> str:
+    """A table of the learning rate and weight decay the optimizer gives ``model``'s
+    parameters: one row per parameter (``per_parameter``), or per part of the model (each
+    backbone block, the backbone's other top-level modules, the neck, each head) and setting,
+    with the number of parameters and the lr relative to the optimizer's base lr."""
+    setting = {id(p): (g['lr'], g['weight_decay']) for g in optimizer.param_groups
+               for p in g['params']}
+    base_lr = optimizer.defaults['lr']
+    rows, frozen = {}, 0
+    for name, param in model.named_parameters():
+        if id(param) not in setting:
+            frozen += 1
+            continue
+        parts = name.split('.')
+        depth = 3 if parts[:2] == ['backbone', 'blocks'] else 2 if parts[0] == 'backbone' else 1
+        part = name if per_parameter else '.'.join(parts[:depth])
+        rows.setdefault((part, *setting[id(param)]), []).append(name)
+    base_wd = optimizer.defaults.get('weight_decay', 0)
+    lines = [f'base lr {base_lr:.4g}, weight decay {base_wd:.4g}; '
+             f'{len(setting)} parameters in {len(optimizer.param_groups)} groups'
+             + (f', {frozen} frozen (not in the optimizer)' if frozen else ''),
+             f'{"lr":>11} {"lr/base":>8} {"wd":>7} {"params":>6}  part']
+    for (part, lr, wd), names in rows.items():
+        scale = lr / base_lr if base_lr else float('nan')
+        lines.append(f'{lr:11.4e} {scale:8.4f} {wd:7.4g} {len(names):6d}  {part}')
+    return '\n'.join(lines)
