@@ -1,76 +1,57 @@
-"""Run a trained model on your own image and save a picture of its predictions.
+"""Run a trained model on your own images and save pictures and JSON of its predictions.
 
-    python tools/infer.py CONFIG CHECKPOINT IMAGE --out-file pred.png [--score-thr 0.3]
+    python tools/infer.py CONFIG CHECKPOINT_OR_URL IMAGE_FOLDER_OR_URL [--out-dir DIR]
+        [--out-file pred.png] [--batch-size N] [--device cpu|cuda:0] [--score-thr 0.3]
 
-Detection configs (default_scope 'mmdet') draw boxes, labels and masks; segmentation configs
-('mmseg') colour each pixel by its predicted class.
+mmdet's DetInferencer runs detection configs (default_scope 'mmdet'), mmseg's MMSegInferencer
+segmentation configs ('mmseg'). Per image it writes DIR/vis/NAME.png (detection: masks, boxes
+and 'class score' labels of the instances scored --score-thr or more; segmentation: the class
+colours with a legend of the classes present; images under 512 px are drawn enlarged to 640
+px) and DIR/preds/NAME.json (every prediction; see xcit_dense/engine/inference.py), plus, for
+segmentation, the class-index map DIR/preds/NAME_labels.png. The checkpoint must fit the config
+(every tensor, as in tools/test.py).
 """
 import argparse
 import os
 
-import mmcv
-from mmengine.config import Config
-
-import xcit_dense  # noqa: F401  (registers modules)
-from xcit_dense.engine import config_scope, short_errors
+import xcit_dense  # noqa: F401  (registers modules and checkpoint readers)
+from xcit_dense.checkpoint import CheckpointMismatchError
+from xcit_dense.engine import UsageError, short_errors
+from xcit_dense.engine.inference import run_inference
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('image', help='image file')
-    parser.add_argument('--out-file', default='prediction.png', help='picture to write')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
+    parser.add_argument('image', help='an image file, a folder of images or an http(s) URL')
+    parser.add_argument('--out-dir', default='work_dirs/infer',
+                        help='write DIR/vis/NAME.png and DIR/preds/NAME.json per image')
+    parser.add_argument('--out-file', help='one image: write its picture here (and the JSON '
+                        'beside it, same name with .json) instead of into --out-dir')
+    parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
     parser.add_argument('--device', default='cpu', help='cpu or cuda:0')
     parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detection: hide boxes scored below this')
+                        help='detection: draw the instances scored this or more (0-1; the '
+                        'JSON holds them all)')
     return parser.parse_args()
-
-
-def read_image(path: str):
-    """The image as a BGR array; a clear error for a missing or unreadable file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Image {path!r} does not exist')
-    try:
-        image = mmcv.imread(path)
-    except Exception as e:
-        raise ValueError(f'Image {path!r} cannot be decoded: {e}') from e
-    if image is None:
-        raise ValueError(f'Image {path!r} cannot be decoded (corrupt or not an image)')
-    return image
-
-
-def predict_and_draw(config: str, checkpoint: str, image_path: str, out_file: str,
-                     device: str = 'cpu', score_thr: float = 0.3):
-    """Predict on one image and save the drawing; returns the model's data sample."""
-    image = read_image(image_path)
-    cfg = Config.fromfile(config)
-    if config_scope(cfg) == 'mmseg':
-        from mmseg.apis import inference_model, init_model
-        from mmseg.visualization import SegLocalVisualizer
-        model = init_model(cfg, checkpoint, device=device)
-        result = inference_model(model, image)
-        visualizer = SegLocalVisualizer(name='xcit_dense_infer', alpha=0.6)
-        visualizer.dataset_meta = model.dataset_meta
-        visualizer.add_datasample('prediction', mmcv.bgr2rgb(image), result, draw_gt=False,
-                                  out_file=out_file)
-    else:
-        from mmdet.apis import inference_detector, init_detector
-        from mmdet.visualization import DetLocalVisualizer
-        model = init_detector(cfg, checkpoint, device=device)
-        result = inference_detector(model, image)
-        visualizer = DetLocalVisualizer(name='xcit_dense_infer')
-        visualizer.dataset_meta = model.dataset_meta
-        visualizer.add_datasample('prediction', mmcv.bgr2rgb(image), result, draw_gt=False,
-                                  pred_score_thr=score_thr, out_file=out_file)
-    return result
 
 
 def main():
     args = parse_args()
-    predict_and_draw(args.config, args.checkpoint, args.image, args.out_file, args.device,
-                     args.score_thr)
-    print(f'Saved {args.out_file}')
+    try:
+        outputs = run_inference(args.config, args.checkpoint, args.image, args.out_dir,
+                                args.out_file, args.batch_size, args.device, args.score_thr)
+    except CheckpointMismatchError as e:
+        raise UsageError(str(e)) from e
+    for out in outputs:
+        if out['task'] == 'detection':
+            shown = sum(i['score'] >= args.score_thr for i in out['instances'])
+            what = (f"{len(out['instances'])} instances, {shown} scored "
+                    f'>= {args.score_thr:.2f} drawn')
+        else:
+            what = ', '.join(f'{name} {n}' for name, n in out['pixels'].items()) + ' pixels'
+        print(f"{out['image']}: {what} -> {out['picture']}, {out['json']}")
 
 
 if __name__ == '__main__':

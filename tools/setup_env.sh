@@ -42,6 +42,7 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
   rm -rf "$build"
 fi
 $PIP install --quiet --no-deps "$WHEEL_DIR"/mmcv-*.whl
-$PIP install --quiet -e ".[dev]" --no-build-isolation
+# "deploy": onnx, onnxscript and onnxruntime for tools/deployment/pytorch2onnx.py
+$PIP install --quiet -e ".[dev,deploy]" --no-build-isolation
 echo "$STAMP" > "$VENV/.setup-complete"
 echo "[setup] done: $($VENV/bin/python -c 'import torch, mmcv, mmdet, mmseg; print("torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__)')"

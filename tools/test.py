@@ -1,12 +1,14 @@
 """Evaluate a trained detector (box/mask mAP) or segmentor (mIoU) on the test set.
 
-    python tools/test.py CONFIG CHECKPOINT_OR_URL [--out results.pkl] [--show-dir vis]
+    python tools/test.py CONFIG CHECKPOINT_OR_URL [--out results.pkl] [--show-dir vis] [--tta]
 
 The checkpoint may be one of the XCiT release's (mmdet 2.11 / mmseg 0.11 files) or ours, a
 local file or a URL (downloaded once into torch's hub cache). Every tensor of the model must
 come from it: a checkpoint that leaves part of the model at its initialisation is an error
 listing the missing and unexpected keys. The release's ``--eval bbox segm`` / ``--eval mIoU``
-and mmseg 0.x's ``--options`` are accepted.
+and mmseg 0.x's ``--options`` are accepted. ``--tta`` evaluates with test-time augmentation:
+the config's ``tta_pipeline`` (scales x flips) and ``tta_model`` (mmdet's ``DetTTAModel``,
+extended to masks, or mmseg's ``SegTTAModel``) merge each image's views.
 """
 import argparse
 import os
@@ -18,8 +20,9 @@ import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkp
 from xcit_dense.checkpoint.io import load_state_dict_file
 from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
                                check_model_builds, config_scope, finish_launch,
-                               load_checkpoint_strictly, load_run_config, parse_run_args,
-                               select_metrics, setup_launch, short_errors)
+                               apply_tta, load_checkpoint_strictly, load_run_config,
+                               parse_run_args, select_metrics, setup_launch, short_errors,
+                               tta_module_as_model)
 
 
 def parse_args():
@@ -36,6 +39,9 @@ def parse_args():
     parser.add_argument('--eval', nargs='+', metavar='METRIC',
                         help='the release\'s metric choice: bbox segm (detection), mIoU '
                         '(segmentation); by default the config\'s test evaluator decides')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation: the '
+                        'config\'s tta_pipeline (e.g. scales x flips) and tta_model, which '
+                        'merges the views of each image')
     return parse_run_args(parser)
 
 
@@ -60,6 +66,8 @@ def main():
     cfg.load_from = None  # loaded strictly below
     check_checkpoint_exists(args.checkpoint)
     check_model_builds(cfg)
+    if args.tta:
+        apply_tta(cfg)
     if args.eval:
         select_metrics(cfg, args.eval)
     if args.show_dir:
@@ -84,7 +92,8 @@ def main():
     load_state_dict_file(args.checkpoint)  # a broken or unsafe file fails here, named
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    load_checkpoint_strictly(runner, args.checkpoint)
+    with tta_module_as_model(runner):  # the plain model's checkpoint, inside the TTA wrapper
+        load_checkpoint_strictly(runner, args.checkpoint)
     runner.test()
     finish_launch()
 

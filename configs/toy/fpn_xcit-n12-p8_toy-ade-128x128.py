@@ -32,6 +32,21 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# tools/test.py --tta: 3 scales x 2 flips, the views' class probabilities averaged by mmseg's
+# SegTTAModel.
+tta_model = dict(type='SegTTAModel')
+tta_pipeline = [
+    dict(type='LoadImageChecked'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='PackSegInputs')],
+        ]),
+]
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
                img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True)
 loader = dict(batch_size=8, num_workers=1, persistent_workers=True)

@@ -42,6 +42,22 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# tools/test.py --tta: 3 scales x 2 flips, merged by mmdet's DetTTAModel (extended to masks).
+tta_model = dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=20))
+tta_pipeline = [
+    dict(type='LoadImageChecked'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(s, s), keep_ratio=True) for s in (128, 160, 192)],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='LoadAnnotations', with_bbox=True, with_mask=True)],
+            [dict(type='PackDetInputs',
+                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                             'flip', 'flip_direction'))],
+        ]),
+]
 train_dataloader = dict(
     batch_size=4, num_workers=1, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

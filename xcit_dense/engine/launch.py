@@ -3,14 +3,17 @@ loading the config with their overrides, and adapting it to the machine: CPU or 
 process or many."""
 import argparse
 import atexit
+import contextlib
+import copy
+import functools
 import importlib.util
 import os
 import os.path as osp
 import warnings
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 
 from ..checkpoint.io import load_state_dict_file
 from .preflight import UsageError, check_cfg_options
@@ -109,6 +112,92 @@ def select_metrics(cfg, metrics: List[str]) -> None:
     known = {e.get('type'): EVAL_METRICS.get(e.get('type'), (None, ()))[1] for e in evaluators}
     raise ValueError(f'--eval {" ".join(metrics)}: the config\'s test evaluators cannot '
                      f'compute these; they are {known} (metrics each can compute)')
+
+
+@functools.lru_cache(maxsize=None)
+def _mask_tta_model() -> str:
+    """Register (once) and name mmdet's ``DetTTAModel`` extended to instance masks.
+
+    mmdet 3.3's ``DetTTAModel`` merges boxes only and asserts that the predictions carry no
+    masks. Here each view's masks (already pasted at the original image size by the detector)
+    are flipped back with their view, the boxes of all views go through the same class-wise NMS
+    as mmdet's, and every kept box keeps the mask that its own view predicted (mmdet 2.x instead
+    re-ran the mask head on the merged boxes and averaged the views' mask probabilities).
+    Predictions without masks are merged by ``DetTTAModel`` unchanged."""
+    from mmcv.ops import batched_nms
+    from mmdet.models.test_time_augs import DetTTAModel
+    from mmdet.registry import MODELS
+    from mmengine.structures import InstanceData
+
+    flip_dims = {'horizontal': (-1,), 'vertical': (-2,), 'diagonal': (-2, -1)}
+
+    class DetTTAModelWithMasks(DetTTAModel):
+        def _merge_single_sample(self, data_samples):
+            if data_samples[0].pred_instances.get('masks', None) is None:
+                return super()._merge_single_sample(data_samples)
+            preds = [s.pred_instances for s in data_samples]
+            masks = [p.masks.flip(flip_dims[s.flip_direction]) if s.metainfo.get('flip')
+                     else p.masks for p, s in zip(preds, data_samples)]
+            bboxes, scores = self.merge_aug_bboxes([p.bboxes for p in preds],
+                                                   [p.scores for p in preds],
+                                                   [s.metainfo for s in data_samples])
+            if bboxes.numel() == 0:
+                return data_samples[0]
+            labels = torch.cat([p.labels for p in preds])
+            dets, keep = batched_nms(bboxes, scores, labels, self.tta_cfg.nms)
+            dets, keep = dets[:self.tta_cfg.max_per_img], keep[:self.tta_cfg.max_per_img]
+            merged = data_samples[0]
+            merged.pred_instances = InstanceData(bboxes=dets[:, :-1], scores=dets[:, -1],
+                                                 labels=labels[keep],
+                                                 masks=torch.cat(masks)[keep])
+            return merged
+
+    MODELS.register_module(module=DetTTAModelWithMasks, force=True)
+    return DetTTAModelWithMasks.__name__
+
+
+def apply_tta(cfg) -> None:
+    """``tools/test.py --tta``, in place, as mmdet's and mmseg's test tools do it: the test
+    set goes through the config's ``tta_pipeline`` (``TestTimeAug``: every image in several
+    views, e.g. scales x flips) and the model is wrapped by its ``tta_model`` (mmdet's
+    ``DetTTAModel``: boxes of all views flipped back, then NMS; mmseg's ``SegTTAModel``: the
+    views' class probabilities averaged), which holds the config's model as ``module``.
+    mmdet's ``DetTTAModel`` becomes :func:`its extension to instance masks <_mask_tta_model>`,
+    since mmdet's own refuses models that predict masks (Mask R-CNN). A config without
+    ``tta_pipeline`` or ``tta_model`` is a :class:`UsageError` naming what is missing."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
+    if missing:
+        raise UsageError(f'--tta needs {" and ".join(missing)} in the config, which has '
+                         f'{"neither" if len(missing) == 2 else "none"} (see '
+                         'configs/_base_/datasets/ for both)')
+    tta_model = copy.deepcopy(cfg.tta_model)
+    if tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel'):
+        tta_model['type'] = _mask_tta_model()
+    cfg.model = ConfigDict(**tta_model, module=cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:  # dataset wrappers
+        dataset = dataset.dataset
+    dataset.pipeline = copy.deepcopy(cfg.tta_pipeline)
+
+
+@contextlib.contextmanager
+def tta_module_as_model(runner) -> Iterator[None]:
+    """While this context is open, ``runner.model`` is the model inside the runner's TTA
+    wrapper (mmengine's ``BaseTTAModel``, whose weights live under ``module.``), so that a
+    checkpoint of the plain model loads into it strictly and fully, through the runner
+    (:func:`~xcit_dense.engine.weights.load_checkpoint_strictly`). Without a TTA wrapper it
+    does nothing. (A distributed wrapper around the TTA wrapper is looked through.)"""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    model = runner.model
+    tta = model.module if is_model_wrapper(model) else model
+    if not isinstance(tta, BaseTTAModel):
+        yield
+        return
+    runner.model = tta.module
+    try:
+        yield
+    finally:
+        runner.model = model
 
 
 def _replace_sync_bn(node) -> int:

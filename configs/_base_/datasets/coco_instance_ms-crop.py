@@ -24,3 +24,22 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+
+# Test-time augmentation (tools/test.py --tta): 3 scales x 2 flips, merged by mmdet's
+# DetTTAModel (NMS over the views' boxes; tools/test.py extends it to Mask R-CNN's masks).
+tta_model = dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageChecked', backend_args={{_base_.backend_args}}),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=s, keep_ratio=True)
+             for s in [(1333, 800), (666, 400), (2000, 1200)]],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='LoadAnnotations', with_bbox=True, with_mask=True)],
+            [dict(type='PackDetInputs',
+                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                             'flip', 'flip_direction'))],
+        ]),
+]
