@@ -81,12 +81,10 @@ def toy_seg_cfg(toy_cfg, root, work_dir, name):
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 2, 100
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 100
-    # mmengine's paramwise constructors (ours, NoDecayOptimWrapperConstructor, included) make
-    # the optimizer's param groups ConfigDicts, which dynamo in torch 2.14 cannot trace through
-    # optimizer.step() inside the compiled train_step (InternalTorchDynamoError:
-    # 'UserDefinedDictVariable' object has no attribute 'items'); plain AdamW groups trace.
-    cfg.optim_wrapper = dict(type='OptimWrapper',
-                             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    # the configs' own optimizer: NoDecayOptimWrapperConstructor's per-parameter groups
+    cfg.optim_wrapper = dict(type='OptimWrapper', constructor='NoDecayOptimWrapperConstructor',
+                             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                             paramwise_cfg=dict(norm_decay_mult=0.))
     return cfg
 
 

@@ -43,7 +43,8 @@ def test_vis_backend_tensorboard_logs_what_the_local_backend_logs(toy_cfg, toy_a
         assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6), tag
 
 
-@pytest.mark.skipif(importlib.util.find_spec('wandb') is not None, reason='wandb installed')
+@pytest.mark.skipif(importlib.util.find_spec('wandb') is not None,
+                    reason='wandb is installed here: this checks the error when it is not')
 def test_vis_backend_without_its_package_stops_before_the_run():
     proc = subprocess.run([sys.executable, 'tools/train.py',
                            'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py', '--vis-backend',

@@ -37,7 +37,12 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self._no_decay = no_weight_decay_params(getattr(model, 'module', model))
         if not self.paramwise_cfg:
             self.paramwise_cfg = dict(custom_keys={})  # per-parameter groups, no other rule
-        return super().__call__(model)
+        wrapper = super().__call__(model)
+        # mmengine hands the groups to the optimizer as ConfigDicts; plain dicts keep
+        # optimizer.step() traceable by torch.compile (dynamo fails on ConfigDict).
+        optimizer = wrapper.optimizer
+        optimizer.param_groups = [dict(group) for group in optimizer.param_groups]
+        return wrapper
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '',
                    is_dcn_module: Optional[Union[int, float]] = None) -> None:
