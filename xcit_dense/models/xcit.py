@@ -252,7 +252,7 @@ class XCABlock(StreamedBlock, nn.Module):
         if self.training and self.drop_path > 0.:
             keep = 1. - self.drop_path  # stochastic depth: drop whole samples' branches
             gamma = gamma * x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
-        return torch.addcmul(x, branch, gamma.to(branch.dtype))
+        return torch.addcmul(x, branch, gamma)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         if x.shape[1] > self.STREAM_TOKENS and can_stream(self, x):
@@ -398,7 +398,10 @@ class XCiT(DenseBackbone):
         # A channels-last stem writes its output in token layout: no transpose copy.
         x = self.patch_embed(self._padded(x).contiguous(memory_format=torch.channels_last))
         B, C, H, W = x.shape
+        # Under autocast the residual stream keeps the weights' precision (timm's does from its
+        # first residual on): rounding it to bf16 in every block doubles the error.
         x = (x.permute(0, 2, 3, 1) + self.pos_embed(H, W)).reshape(B, H * W, C)
+        x = x.to(self.pos_embed.token_projection.weight.dtype)
 
         outs = []
         for i, block in enumerate(self.blocks):
