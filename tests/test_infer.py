@@ -120,6 +120,22 @@ def test_labels_stay_inside_the_picture_and_apart():
     assert corners[2] == (0, 280)
 
 
+@pytest.mark.parametrize('text', ['background 91%', 'triangle 0.98', 'WWW mm %%'])
+def test_text_size_holds_the_drawn_text(text):
+    """Layout uses the width the visualizer will draw: every inked pixel of a text drawn at a
+    corner lies inside its measured box (a per-character estimate let legend names run into
+    the next swatch)."""
+    from mmengine.visualization import Visualizer
+    from xcit_dense.engine.inference import _Painter
+    painter = _Painter(Visualizer(), np.full((120, 640, 3), 255, dtype=np.uint8))
+    width, height = painter.text_size(text)
+    painter.texts([text], [(40, 30)], [None])
+    ink = np.argwhere(painter.visualizer.get_image().min(-1) < 128)
+    (y0, x0), (y1, x1) = ink.min(0), ink.max(0)
+    assert 40 <= x0 and x1 < 40 + width and 30 <= y0 and y1 < 30 + height
+    assert x1 - x0 + 1 > width - 2 * painter.pad - 6  # measured, not a loose bound
+
+
 def test_bad_inputs_are_named_before_the_model_is_built(checkpoints, toy_coco_root, tmp_path):
     def error(*args, **kwargs):
         with pytest.raises(UsageError) as info:

@@ -12,6 +12,7 @@ class on an arbitrary object.
 The JSON written for each image (:func:`detection_record`, :func:`segmentation_record`) holds
 every prediction of the model (after the config's ``test_cfg``), not only the drawn ones.
 """
+import math
 import os
 import os.path as osp
 import urllib.parse
@@ -197,7 +198,7 @@ def canvas_scale(height: int, width: int, small: int = SMALL_IMAGE,
 
 
 class _Painter:
-    """Text drawn with a visualizer: sizes in pixels, extents estimated for layout."""
+    """Text drawn with a visualizer: sizes in pixels, extents measured by its renderer."""
 
     def __init__(self, visualizer, image: np.ndarray):
         self.visualizer = visualizer
@@ -207,8 +208,14 @@ class _Painter:
         self.pad = max(2, self.font_px // 5)
 
     def text_size(self, text: str) -> Tuple[int, int]:
-        return (round(0.62 * self.font_px * len(text)) + 2 * self.pad,
-                round(1.25 * self.font_px) + 2 * self.pad)
+        """Width and height in pixels of ``text`` in its padded box, as it will be drawn."""
+        ax = self.visualizer.ax_save
+        probe = ax.text(0, 0, text, size=self.font_px * 72. / self.visualizer.dpi,
+                        family='sans-serif')
+        extent = probe.get_window_extent(renderer=ax.figure.canvas.get_renderer())
+        probe.remove()
+        return (math.ceil(extent.width) + 2 * self.pad,
+                max(math.ceil(extent.height), round(1.25 * self.font_px)) + 2 * self.pad)
 
     def texts(self, texts: List[str], corners: List[Tuple[int, int]],
               backgrounds: List[Optional[tuple]]) -> None:
@@ -317,7 +324,7 @@ def draw_segmentation(visualizer, image: np.ndarray, sample, classes: Sequence[s
         if x > probe.pad and x + w > width:
             x, y = probe.pad, y + row_height
         items.append((c, text, x, y))
-        x += w + 2 * probe.pad
+        x += w + probe.font_px  # an em between items
     strip = np.full((y + row_height + probe.pad, width, 3), 255, dtype=np.uint8)
     painter = _Painter(visualizer, np.concatenate([overlay.astype(np.uint8), strip]))
     if items:
