@@ -260,3 +260,13 @@ def test_model_ending_before_the_last_block_loads_its_own_and_imagenet_checkpoin
             'It has 24 blocks, the model 11 (of a 12-block preset)')):
         load_xcit_checkpoint(XCiT('tiny_12', patch_size=16, out_indices=(2, 5, 8, 10)),
                              str(tiny24))
+
+
+def test_description_names_the_writers_versions_without_mmengines_git_hash():
+    from xcit_dense.checkpoint import describe_checkpoint
+    ckpt = {'meta': {'mmengine_version': '0.10.7' + '03d0a81e2420572efb3770b80805d86f5a4e1200',
+                     'mmdet_version': '3.3.0', 'dataset_meta': {'classes': ('a', 'b')}},
+            'state_dict': {'backbone.w': torch.zeros(1), 'neck.w': torch.zeros(1)}}
+    assert describe_checkpoint(ckpt) == ('an OpenMMLab checkpoint written by mmdet 3.3.0, '
+                                         'mmengine 0.10.7; top-level modules: backbone, neck; '
+                                         '2 classes')

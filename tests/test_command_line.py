@@ -82,6 +82,36 @@ def test_dist_scripts_share_the_cores_among_cpu_processes(tmp_path, user_threads
         assert proc.stdout.strip() == f'threads={expected}', proc.stderr
 
 
+def test_launch_scripts_pass_the_tool_its_arguments(tmp_path):
+    """The dist_* and slurm_* scripts run one launcher (dist_run.sh, slurm_run.sh): each
+    gives its tool the launcher and the user's arguments in order."""
+    for name in ('python', 'srun'):  # stubs that print what they were given
+        stub = tmp_path / name
+        stub.write_text('#!/bin/sh\necho "$@"\n')
+        stub.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(tmp_path / 'python'), OMP_NUM_THREADS='1',
+               PATH=f'{tmp_path}:/usr/bin:/bin')
+    torchrun = ('-m torch.distributed.run --nnodes=1 --node_rank=0 --master_addr=127.0.0.1 '
+                '--master_port=29500 --nproc_per_node=2 tools/')
+    srun = ('-p gpu --job-name=job --gres=gpu:8 --ntasks=8 --ntasks-per-node=8 '
+            '--cpus-per-task=5 --kill-on-bad-exit=1 python -u tools/')
+    cases = {
+        ('dist_train.sh', 'c.py', '2', '--amp'):
+            torchrun + 'train.py --launcher pytorch c.py --amp',
+        ('dist_test.sh', 'c.py', 'e.pth', '2', '--tta', '--out', 'r.pkl'):
+            torchrun + 'test.py --launcher pytorch c.py e.pth --tta --out r.pkl',
+        ('slurm_train.sh', 'gpu', 'job', 'c.py', 'work', '--amp'):
+            srun + 'train.py --launcher=slurm c.py --work-dir=work --amp',
+        ('slurm_test.sh', 'gpu', 'job', 'c.py', 'e.pth', '--tta'):
+            srun + 'test.py --launcher=slurm c.py e.pth --tta',
+    }
+    for (script, *args), expected in cases.items():
+        proc = subprocess.run(['bash', f'tools/{script}', *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == expected, script
+
+
 def test_readme_says_how_to_run_the_tools_and_where_the_demo_pictures_are():
     """The README's CPU set-up says how to run the tools in .venv, and names the folder that
     mmseg's visualizer writes the segmentation demo's pictures to (the toy training tests

@@ -46,13 +46,18 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture
 def served(toy_ade_root):
-    """The toy ADE validation images over http from 127.0.0.1."""
+    """The toy ADE validation images over http from 127.0.0.1, and the paths requested."""
     folder = os.path.join(toy_ade_root, 'images', 'validation')
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(Handler, directory=folder))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f'http://127.0.0.1:{server.server_port}'
+    yield folder, f'http://127.0.0.1:{server.server_port}', requests
     server.shutdown()
 
 
@@ -95,10 +100,11 @@ def test_folder_gives_a_picture_and_the_predictions_per_image(checkpoints, toy_c
 
 
 def test_url_of_one_image_segmentation_with_legend(checkpoints, served, tmp_path):
-    _, url = served
+    _, url, requests = served
     out_file = str(tmp_path / 'seg.png')
     [out] = run_inference(SEG_CONFIG, checkpoints['seg'], f'{url}/toy_validation_000002.jpg',
                           out_file=out_file)
+    assert requests == ['/toy_validation_000002.jpg']  # checked and predicted: one download
     with open(tmp_path / 'seg.json') as f:
         record = json.load(f)
     assert record == {k: v for k, v in out.items() if k not in ('picture', 'json')}
@@ -186,8 +192,9 @@ def test_segmentor_checkpoint_for_a_detector_is_an_error(checkpoints, toy_coco_r
                            image, '--out-dir', str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert (f"infer.py: error: Checkpoint {checkpoints['seg']} does not fit the MaskRCNN of "
-            'the config, so part of the model would predict from its random initialisation. '
+    assert (f"infer.py: error: CheckpointMismatchError: Checkpoint {checkpoints['seg']} does "
+            'not fit the MaskRCNN of the config, so part of the model would predict from its '
+            'random initialisation. '
             'The checkpoint is an OpenMMLab checkpoint; top-level modules: backbone, '
             'decode_head, neck; 4 classes.') in proc.stderr
     assert 'missing keys in source state_dict: rpn_head.' in proc.stderr

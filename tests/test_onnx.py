@@ -1,20 +1,14 @@
 """ONNX export of the backbones (tools/deployment/pytorch2onnx.py, xcit_dense.deploy), checked
 with onnxruntime: small custom archs at 64-128 px so that the exports stay quick."""
+import onnx  # the deploy extra, which make setup installs: its absence is a failure
 import pytest
 import torch
 
-pytest.importorskip('onnx', reason='the deploy extra is not installed (pip install -e .[deploy])')
-pytest.importorskip('onnxruntime', reason='the deploy extra is not installed')
-pytest.importorskip('onnxscript', reason='the deploy extra is not installed')
-
-import onnx  # noqa: E402
-
-from xcit_dense.checkpoint import CheckpointMismatchError  # noqa: E402
-from xcit_dense.deploy import (build_backbone, export_onnx, main, max_abs_diff,  # noqa: E402
-                               onnx_session)
-from xcit_dense.engine import UsageError, build_analysis_model  # noqa: E402
-from xcit_dense.models import XCiT  # noqa: E402
-from xcit_dense.models.streaming import StreamedBlock, StreamedStem  # noqa: E402
+from xcit_dense.checkpoint import CheckpointMismatchError
+from xcit_dense.deploy import build_backbone, export_onnx, main, max_abs_diff, onnx_session
+from xcit_dense.engine import UsageError, build_analysis_model
+from xcit_dense.models import XCiT
+from xcit_dense.models.streaming import StreamedBlock, StreamedStem
 
 ATOL = 1e-4
 XCIT_CONFIG = """

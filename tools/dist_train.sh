@@ -1,23 +1,5 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: tools/dist_train.sh CONFIG NUM_PROCS [train.py args...]
-# One process per GPU (nccl), or NUM_PROCS CPU processes (gloo) on a machine without GPUs.
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on each node.
+# Distributed training with torchrun (GPUs or CPU processes, multi-node: see dist_run.sh):
+#   tools/dist_train.sh CONFIG NUM_PROCS [train.py args...]
 set -euo pipefail
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-# Without a GPU, each process gets its share of the cores (torchrun would give each one
-# thread); an OMP_NUM_THREADS of the user's wins.
-if [ -z "${OMP_NUM_THREADS:-}" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
-  THREADS=$(( $(nproc) / NPROC ))
-  export OMP_NUM_THREADS=$(( THREADS > 0 ? THREADS : 1 ))
-fi
-
-PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" --master_port="$PORT" --nproc_per_node="$NPROC" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" "${@:3}"

@@ -15,8 +15,7 @@ import argparse
 import os
 
 import xcit_dense  # noqa: F401  (registers modules and checkpoint readers)
-from xcit_dense.checkpoint import CheckpointMismatchError
-from xcit_dense.engine import UsageError, short_errors
+from xcit_dense.engine import short_errors
 from xcit_dense.engine.inference import run_inference
 
 
@@ -39,11 +38,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        outputs = run_inference(args.config, args.checkpoint, args.image, args.out_dir,
-                                args.out_file, args.batch_size, args.device, args.score_thr)
-    except CheckpointMismatchError as e:
-        raise UsageError(str(e)) from e
+    outputs = run_inference(args.config, args.checkpoint, args.image, args.out_dir,
+                            args.out_file, args.batch_size, args.device, args.score_thr)
     for out in outputs:
         if out['task'] == 'detection':
             shown = sum(i['score'] >= args.score_thr for i in out['instances'])

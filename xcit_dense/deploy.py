@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from torch import nn
 
-from .checkpoint import CheckpointMismatchError, describe_checkpoint, load_state_dict_file
 from .engine import UsageError, build_analysis_model
+from .engine.weights import load_model_strictly
 
 # Largest height/width a --dynamic graph is exported for (a bound torch.export needs).
 MAX_SIDE = 16384
@@ -52,32 +52,14 @@ def output_names(backbone: nn.Module) -> List[str]:
     return [f'p{s}' for s in backbone.out_strides]
 
 
-def load_model_checkpoint(model: nn.Module, filename: str) -> None:
-    """Load a whole-model checkpoint (detector or segmentor, as ``tools/train.py`` writes it)
-    strictly: every tensor of the model must be in it with the right shape.
-
-    Raises:
-        CheckpointMismatchError: Names the file, says what it looks like and lists the missing,
-            unexpected and other-shaped keys.
-    """
-    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
-    checkpoint = _load_checkpoint(filename, map_location='cpu')  # xcit_dense's readers
-    try:
-        _load_checkpoint_to_model(model, checkpoint, strict=True)
-    except CheckpointMismatchError:
-        raise
-    except RuntimeError as e:
-        raise CheckpointMismatchError(
-            f'Checkpoint {filename} does not fit the {type(model).__name__} of the config. The '
-            f'checkpoint is {describe_checkpoint(load_state_dict_file(filename))}.\n{e}') from e
-
-
 def build_backbone(config: Union[str, Config], checkpoint: Optional[str] = None) -> nn.Module:
     """The backbone of a config in eval mode (pretrained loading off, SyncBN as BN), with the
     weights of a whole-model ``checkpoint`` if given."""
     model = build_analysis_model(config)
     if checkpoint:
-        load_model_checkpoint(model, checkpoint)
+        from mmengine.runner.checkpoint import _load_checkpoint
+        load_model_strictly(model, _load_checkpoint(checkpoint, map_location='cpu'), checkpoint,
+                            'be exported at its initialisation')
     return model.backbone.eval()
 
 

@@ -110,12 +110,16 @@ def backbone_part(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return state
 
 
+# mmengine's runner writes its version followed by the training repository's git hash
+_GIT_HASH_SUFFIX = re.compile(r'(?<=\d)[0-9a-f]{40}$')
+
+
 def describe_checkpoint(ckpt: Dict) -> str:
     """What a loaded checkpoint file looks like, for error messages: who wrote it (library
     versions from its ``meta``), which top-level modules it holds and how many classes."""
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
-    versions = [f'{k[:-len("_version")]} {v}' for k, v in sorted(meta.items())
-                if k.endswith('_version') and isinstance(v, str)]
+    versions = [f'{k[:-len("_version")]} {_GIT_HASH_SUFFIX.sub("", v)}'
+                for k, v in sorted(meta.items()) if k.endswith('_version') and isinstance(v, str)]
     if 'state_dict' in ckpt:
         kind = ('an OpenMMLab 1.x checkpoint (mmcv 1.x runner)' if 'mmcv_version' in meta
                 else 'an OpenMMLab checkpoint')

@@ -23,9 +23,9 @@ import mmengine
 import numpy as np
 from mmengine.config import Config
 
-from ..checkpoint import CheckpointMismatchError, describe_checkpoint
 from .build import config_scope
 from .preflight import UsageError, check_checkpoint_exists
+from .weights import load_model_strictly
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 SMALL_IMAGE = 512  # images whose long side is under this are drawn enlarged ...
@@ -99,22 +99,6 @@ def read_image(source: str) -> np.ndarray:
     return image
 
 
-def check_checkpoint_fits(model, checkpoint: Dict, name: Optional[str]) -> None:
-    """Every tensor of ``model`` must be in ``checkpoint`` with its shape, and nothing else:
-    a :class:`CheckpointMismatchError` naming the file, what it holds and the keys otherwise
-    (mmengine's ``load_checkpoint`` would only warn and leave part of the model random)."""
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
-    try:
-        _load_checkpoint_to_model(model, checkpoint, strict=True)
-    except CheckpointMismatchError as e:
-        raise CheckpointMismatchError(f'Checkpoint {name}: {e}') from e
-    except RuntimeError as e:
-        raise CheckpointMismatchError(
-            f'Checkpoint {name} does not fit the {type(model).__name__} of the config, so part '
-            f'of the model would predict from its random initialisation. The checkpoint is '
-            f'{describe_checkpoint(checkpoint)}.\n{e}') from e
-
-
 # ---------------------------------------------------------------------------- inferencers
 
 _INFERENCER_CLASSES: Dict[str, type] = {}
@@ -138,7 +122,9 @@ def inferencer_class(scope: str) -> type:
 
         def _load_weights_to_model(self, model, checkpoint, cfg):
             if checkpoint is not None:
-                check_checkpoint_fits(model, checkpoint, self.weights_name)
+                load_model_strictly(model, checkpoint, self.weights_name,
+                                    'predict from its random initialisation')
+            # loads the same tensors again (once per inferencer) and sets dataset_meta
             super()._load_weights_to_model(model, checkpoint, cfg)
 
         def _init_pipeline(self, cfg):
@@ -434,8 +420,12 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
         if len(sources) != 1:
             raise UsageError(f'--out-file takes one image, but {source} holds {len(sources)}; '
                              'use --out-dir')
-    sizes = [read_image(s).shape[:2] for s in sources]  # every image readable, before the model
-    del sizes
+    # Every image must be readable before the model is built. A URL (always the only input)
+    # is downloaded once and kept; files are read again in their batch.
+    downloaded = {s: read_image(s) for s in sources if s.startswith(URL_PREFIXES)}
+    for s in sources:
+        if s not in downloaded:
+            read_image(s)
     scope = config_scope(cfg)
     inferencer = build_inferencer(cfg, checkpoint, device)
     classes = list(inferencer.model.dataset_meta.get('classes') or [])
@@ -450,7 +440,8 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
         jsons = [osp.join(out_dir, 'preds', f'{n}.json') for n in names]
     outputs = []
     for chunk in _chunks(list(range(len(sources))), batch_size):
-        images = [read_image(sources[i]) for i in chunk]
+        images = [downloaded[sources[i]] if sources[i] in downloaded else read_image(sources[i])
+                  for i in chunk]
         samples = predict(inferencer, images, batch_size=len(chunk))
         for i, image, sample in zip(chunk, images, samples):
             rgb = mmcv.bgr2rgb(image)

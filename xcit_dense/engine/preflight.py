@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Iterator, Optional
 
+from ..checkpoint import CheckpointMismatchError
 from ..datasets.validate import AnnotationError
 from .data_check import DatasetNotFoundError
 
@@ -68,13 +69,14 @@ def check_checkpoint_exists(checkpoint: str) -> None:
 
 @contextlib.contextmanager
 def short_errors(prog: str) -> Iterator[None]:
-    """Report mistakes (:class:`UsageError`, missing or broken data) as ``prog: error:
-    message`` and exit with status 2, like argparse; other errors keep their traceback."""
+    """Report mistakes (:class:`UsageError`, missing or broken data, a checkpoint that does not
+    fit the model) as ``prog: error: message`` and exit with status 2, like argparse; other
+    errors keep their traceback."""
     try:
         yield
     except UsageError as e:
         sys.stderr.write(f'{prog}: error: {e}\n')
         sys.exit(2)
-    except (DatasetNotFoundError, AnnotationError) as e:
+    except (DatasetNotFoundError, AnnotationError, CheckpointMismatchError) as e:
         sys.stderr.write(f'{prog}: error: {type(e).__name__}: {e}\n')
         sys.exit(2)

@@ -1,5 +1,5 @@
 """Weights into a run's model: mmengine's checkpoint readers, the release's deprecated
-``model.pretrained`` and strict whole-model loading for evaluation."""
+``model.pretrained`` and strict whole-model loading (evaluation, inference, export)."""
 import warnings
 from typing import Any, Dict, Optional
 
@@ -75,13 +75,41 @@ def apply_deprecated_pretrained(cfg, from_command_line: Optional[str] = None) ->
         f'--cfg-options model.backbone.init_cfg.checkpoint={pretrained}')
 
 
+def checkpoint_mismatch(model, name: str, checkpoint: Dict, error: Exception,
+                        consequence: str) -> CheckpointMismatchError:
+    """The error for a whole-model checkpoint that does not fit the config's ``model``: the
+    file, what it holds (library versions, modules, classes), what would go wrong and torch's
+    list of missing, unexpected and other-shaped keys."""
+    return CheckpointMismatchError(
+        f'Checkpoint {name} does not fit the {type(model).__name__} of the config, so part of '
+        f'the model would {consequence}. The checkpoint is {describe_checkpoint(checkpoint)}.'
+        f'\n{error}')
+
+
+def load_model_strictly(model, checkpoint: Dict, name: str,
+                        consequence: str = 'run at its initialisation') -> None:
+    """Load a whole-model (detector or segmentor) checkpoint, already read, into ``model``,
+    insisting that every tensor of the model is in it with the right shape (mmengine's
+    loading would only warn).
+
+    Raises:
+        CheckpointMismatchError: Names ``name`` (the file), as :func:`checkpoint_mismatch`.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    try:
+        _load_checkpoint_to_model(model, checkpoint, strict=True)
+    except CheckpointMismatchError as e:  # a backbone's own check, which cannot know the file
+        raise CheckpointMismatchError(f'Checkpoint {name}: {e}') from e
+    except RuntimeError as e:
+        raise checkpoint_mismatch(model, name, checkpoint, e, consequence) from e
+
+
 def load_checkpoint_strictly(runner, filename: str) -> None:
     """Load a whole-model checkpoint for evaluation through the runner (so hooks such as EMA
     see it), insisting that every tensor of the model is in it with the right shape.
 
     Raises:
-        CheckpointMismatchError: Names the file, says what it looks like (library versions,
-            modules, classes) and lists the missing, unexpected and other-shaped keys.
+        CheckpointMismatchError: Names the file, as :func:`checkpoint_mismatch`.
     """
     try:
         runner.load_checkpoint(filename, map_location='cpu', strict=True)
@@ -89,7 +117,5 @@ def load_checkpoint_strictly(runner, filename: str) -> None:
         raise  # a backbone's own check: it names the file already
     except RuntimeError as e:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        raise CheckpointMismatchError(
-            f'Checkpoint {filename} does not fit the {type(model).__name__} of the config, so '
-            f'part of the model would be evaluated at its initialisation. The checkpoint is '
-            f'{describe_checkpoint(load_state_dict_file(filename))}.\n{e}') from e
+        raise checkpoint_mismatch(model, filename, load_state_dict_file(filename), e,
+                                  'be evaluated at its initialisation') from e
