@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit lint clean
+.PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit head-matrix lint clean
 
 DEMO_DET_CONFIG := configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py
 DEMO_DET_DIR := work_dirs/demo_det
@@ -39,6 +39,14 @@ demo-crossvit:
 demo-seg-crossvit:
 	$(MAKE) demo-seg DEMO_SEG_CONFIG=configs/toy/fpn_crossvit-tiny_toy-ade-128x128.py \
 		DEMO_SEG_DIR=work_dirs/demo_seg_crossvit
+
+# Every shipped config, and mmdet/mmseg heads we do not ship, through tools/train.py (two
+# iterations) and tools/test.py on the toy data; the table goes to work_dirs/head_matrix/.
+head-matrix: setup
+	$(PY) tools/make_toy_data.py coco data/toy_coco
+	$(PY) tools/make_toy_data.py coco-panoptic data/toy_coco_panoptic
+	$(PY) tools/make_toy_data.py ade data/toy_ade
+	$(PY) tools/analysis_tools/head_matrix.py --out-dir work_dirs/head_matrix
 
 lint: setup
 	$(PY) -m flake8 xcit_dense tools tests

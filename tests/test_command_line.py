@@ -124,3 +124,85 @@ def test_readme_says_how_to_run_the_tools_and_where_the_demo_pictures_are():
     assert '`PYTHON=.venv/bin/python\ntools/dist_train.sh CONFIG 2`' in readme
     assert '`work_dirs/demo_seg/vis/vis_data/vis_image/`' in readme
     assert '$(DEMO_SEG_DIR)/vis/vis_data/vis_image/' in makefile
+
+
+class _Payload:
+    """Pickled code: unpickling it would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(tmp_path):
+    """A checkpoint carrying pickled code is refused in one line, nothing in it run, by the
+    test tool, the converter and a backbone's init_cfg; a checkpoint of another model is
+    refused by the test tool before the runner prints its banner."""
+    import torch
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _Payload(marker)}, evil)
+    refusal = (f"'{evil}' holds Python objects that weights_only loading does not allow, so "
+               'it was refused and nothing in it was executed.')
+    runs = {
+        'test.py': run_tool('tools/test.py', SEG, str(evil)),
+        'xcit2mmdet.py': run_tool('tools/model_converters/xcit2mmdet.py', str(evil),
+                                  str(tmp_path / 'out.pth')),
+        # the release's way to name the backbone's ImageNet weights, which go to its init_cfg
+        'train.py': run_tool('tools/train.py', SEG, '--work-dir', str(tmp_path / 'w'),
+                             '--cfg-options', f'model.pretrained={evil}'),
+    }
+    for tool, proc in runs.items():
+        assert proc.returncode != 0 and 'Traceback' not in proc.stderr, (tool, proc.stderr)
+        error = [line for line in proc.stderr.splitlines() if line.startswith(f'{tool}: error:')]
+        assert len(error) == 1 and refusal in error[0], (tool, proc.stderr)
+        assert 'System environment' not in proc.stdout + proc.stderr, tool
+    assert not marker.exists()
+    assert not (tmp_path / 'w').exists()  # the training run wrote nothing
+
+    # a detector's checkpoint given to a segmentation config
+    from xcit_dense.engine import build_analysis_model
+    det = build_analysis_model(os.path.join(
+        ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py'))
+    torch.save({'state_dict': det.state_dict()}, tmp_path / 'det.pth')
+    proc = run_tool('tools/test.py', SEG, str(tmp_path / 'det.pth'))
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert (f'\ntest.py: error: CheckpointMismatchError: Checkpoint {tmp_path / "det.pth"} '
+            'does not fit the EncoderDecoder of the config') in proc.stderr
+    assert proc.stdout == '' and 'System environment' not in proc.stderr  # no banner
+
+
+PSPNET_WITH_XCIT = """
+_base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py']
+custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=False)
+model = dict({pretrained}
+             backbone=dict(_delete_=True, type='XCiT', arch='nano_12', patch_size=8,
+                           out_strides=(8,)),
+             decode_head=dict(in_channels=128, in_index=0),
+             auxiliary_head=dict(in_channels=128, in_index=0))
+"""
+
+
+def test_inherited_pretrained_of_another_backbone_is_a_one_line_error(tmp_path):
+    """mmseg's PSPNet base sets model.pretrained='open-mmlab://resnet50_v1c': with XCiT swapped
+    in, that is an error naming the fix before anything runs, and the fix works, in the config
+    and from the command line (model.pretrained=None used to be dropped there, keeping the
+    ResNet checkpoint)."""
+    config = tmp_path / 'pspnet_xcit.py'
+    config.write_text(PSPNET_WITH_XCIT.format(pretrained=''))
+    proc = run_tool('tools/train.py', str(config), '--work-dir', str(tmp_path / 'w'))
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "train.py: error: model.pretrained='open-mmlab://resnet50_v1c', set by the config or a "
+        "base config it inherits, names another backbone's checkpoint, which XCiT cannot "
+        'load: set model.pretrained=None in your config (or --cfg-options '
+        "model.pretrained=None) and give the backbone's weights with "
+        'model.backbone.init_cfg')
+    assert not (tmp_path / 'w').exists()
+    cfg = load_run_config(str(config), {'model.pretrained': None})
+    assert cfg.model.pretrained is None and cfg.model.backbone.get('init_cfg') is None
+    config.write_text(PSPNET_WITH_XCIT.format(pretrained='pretrained=None,'))
+    cfg = load_run_config(str(config))
+    assert cfg.model.pretrained is None and cfg.model.backbone.get('init_cfg') is None

@@ -1,18 +1,23 @@
 """The pre-flight data check at scale (issue 13): the same verdicts and messages as the plain
 ``json.load`` check it replaced, image existence from folder listings (no stat per image),
-once per job (rank 0), once per file version (stamps), and the benchmark tool."""
+once per job (rank 0), once per file version (stamps), and the benchmark tool. By dataset
+type (issue 21): COCO panoptic files checked as such, and the types the check does not
+understand (LVIS, Objects365 v2, custom) never refused."""
 import importlib.util
 import json
 import os
 import re
+import shutil
 import tracemalloc
 import warnings
 
 import pytest
 
+from xcit_dense.datasets import generate_toy_coco, generate_toy_coco_panoptic
 from xcit_dense.datasets.validate import AnnotationError, check_coco_annotations
-from xcit_dense.engine import check_datasets_exist, data_check
-from xcit_dense.engine.data_check import check_coco_dataset, find_missing_files
+from xcit_dense.engine import DatasetNotFoundError, check_datasets_exist, data_check
+from xcit_dense.engine.data_check import (annotation_format, check_coco_dataset,
+                                          check_coco_panoptic_dataset, find_missing_files)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark_data_check.py')
@@ -306,11 +311,11 @@ def spy_parse(monkeypatch):
     return calls
 
 
-def job_cfg(root):
-    """A run's config whose three loaders read the generated COCO files."""
+def job_cfg(root, dataset=None, **options):
+    """A run's config whose three loaders read the generated COCO files (or ``dataset``)."""
     from mmengine.config import Config
-    return Config({loader: dict(dataset=dataset_cfg(root)) for loader in (
-        'train_dataloader', 'val_dataloader', 'test_dataloader')})
+    return Config({loader: dict(dataset=dataset or dataset_cfg(root)) for loader in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')}, **options)
 
 
 @pytest.mark.parametrize('variable', ['RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK',
@@ -443,3 +448,165 @@ def test_benchmark_tool_smoke(tmp_path, capsys):
     assert results['check-cold']['held'] < 0.05  # MB, tracemalloc
     assert 'cold data check, by step: stamp' in out
     assert '(0.0 MB, 6 images, 30 annotations; image files present)' in out
+
+
+# --- by dataset type (issue 21) -----------------------------------------------------------
+
+def make_panoptic(tmp_path):
+    root = str(tmp_path / 'panoptic')
+    generate_toy_coco_panoptic(root, num_train=4, num_val=2, size=64, seed=0)
+    return root
+
+
+def panoptic_cfg(root):
+    return dict(type='CocoPanopticDataset', data_root=os.path.join(root, ''),
+                ann_file='annotations/panoptic_train.json',
+                data_prefix=dict(img='train/', seg='annotations/panoptic_train/'), pipeline=[])
+
+
+def edit_json(path, edit):
+    with open(path) as f:
+        data = json.load(f)
+    edit(data)
+    with open(path, 'w') as f:
+        json.dump(data, f)
+
+
+def test_a_panoptic_file_is_checked_as_one(tmp_path, monkeypatch):
+    root = make_panoptic(tmp_path)
+    # what the check did before: an instance check, which refuses the valid file
+    with pytest.raises(AnnotationError, match=r'annotations refer to unknown categories '
+                                              r'\(annotation id, category_id\): \(None, None\)'):
+        check_coco_dataset(panoptic_cfg(root))
+    calls = spy_parse(monkeypatch)
+    check_datasets_exist(job_cfg(root, panoptic_cfg(root)))
+    assert calls == []  # not read as an instance file
+    profile = {}
+    check_coco_panoptic_dataset(panoptic_cfg(root), profile)
+    assert profile['cached'] is True  # stamped by the first check
+
+
+PANOPTIC_FAULTS = {
+    'unknown_category': (
+        lambda root: edit_json(os.path.join(root, 'annotations/panoptic_train.json'),
+                               lambda d: d['annotations'][0]['segments_info'][1].update(
+                                   category_id=99)),
+        r'panoptic_train\.json: 1 segments refer to unknown categories \(image_id, segment '
+        r'id, category_id\): \(1, 200001, 99\); the file defines categories \[1, 2, 3, 4\]'),
+    'missing_png': (
+        lambda root: os.remove(os.path.join(root, 'annotations/panoptic_train/000000000002.png')),
+        r'1 segment PNGs listed in .*panoptic_train\.json are missing from '
+        r'.*annotations/panoptic_train/: 000000000002\.png'),
+    'missing_image': (
+        lambda root: os.remove(os.path.join(root, 'train/000000000003.png')),
+        r'1 images listed in .*panoptic_train\.json are missing from .*/train/: '
+        r'000000000003\.png'),
+    'no_isthing': (
+        lambda root: edit_json(os.path.join(root, 'annotations/panoptic_train.json'),
+                               lambda d: d['categories'][3].pop('isthing')),
+        r'1 categories are not marked isthing \(category id\): 4'),
+    'an_instance_file': (
+        lambda root: shutil.copy(generate_toy_coco(os.path.join(root, 'instances'), 4, 1,
+                                                   size=64)['train'],
+                                 os.path.join(root, 'annotations/panoptic_train.json')),
+        r'panoptic_train\.json: \d+ annotations have no segments_info list \(image_id\): 1, '
+        r'.* \(is this a COCO instance file\? CocoDataset reads those\)')}
+
+
+@pytest.mark.parametrize('fault', list(PANOPTIC_FAULTS))
+def test_a_broken_panoptic_dataset_is_named(tmp_path, fault):
+    root = make_panoptic(tmp_path)
+    cfg = job_cfg(root, panoptic_cfg(root))
+    check_datasets_exist(cfg)  # a stamp, which the fault must void
+    breaks, message = PANOPTIC_FAULTS[fault]
+    breaks(root)
+    with pytest.raises(AnnotationError, match=message):
+        check_datasets_exist(cfg)
+
+
+def lvis_v1(root):
+    """An LVIS v1 layout: images named by ``coco_url``, no ``file_name``."""
+    os.makedirs(os.path.join(root, 'train2017'))
+    open(os.path.join(root, 'train2017', '000000000009.jpg'), 'wb').close()
+    os.makedirs(os.path.join(root, 'annotations'))
+    with open(os.path.join(root, 'annotations', 'lvis_v1_train.json'), 'w') as f:
+        json.dump(dict(images=[dict(
+            id=9, width=64, height=64, neg_category_ids=[], not_exhaustive_category_ids=[],
+            coco_url='http://images.cocodataset.org/train2017/000000000009.jpg')],
+            annotations=[dict(id=1, image_id=9, category_id=1, bbox=[1, 1, 9, 9], area=81,
+                              segmentation=[[1, 1, 10, 1, 10, 10]])],
+            categories=[dict(id=1, name='aerosol_can', synonyms=['aerosol_can'],
+                             frequency='c', image_count=1, instance_count=1)]), f)
+    return dict(type='LVISV1Dataset', data_root=os.path.join(root, ''),
+                ann_file='annotations/lvis_v1_train.json', data_prefix=dict(img=''))
+
+
+def objects365_v2(root):
+    """Objects365 v2: ``file_name`` images/v1/patch0/x.jpg, read as patch0/x.jpg."""
+    os.makedirs(os.path.join(root, 'train', 'patch0'))
+    open(os.path.join(root, 'train', 'patch0', 'objects365_v1_00000001.jpg'), 'wb').close()
+    os.makedirs(os.path.join(root, 'annotations'))
+    with open(os.path.join(root, 'annotations', 'zhiyuan_objv2_train.json'), 'w') as f:
+        json.dump(dict(images=[dict(id=1, width=64, height=64,
+                                    file_name='images/v1/patch0/objects365_v1_00000001.jpg')],
+                       annotations=[dict(id=1, image_id=1, category_id=1, bbox=[1, 1, 9, 9],
+                                         area=81, iscrowd=0)],
+                       categories=[dict(id=1, name='Person')]), f)
+    return dict(type='Objects365V2Dataset', data_root=os.path.join(root, ''),
+                ann_file='annotations/zhiyuan_objv2_train.json', data_prefix=dict(img='train/'))
+
+
+def custom(root):
+    """A type of the user's own, its annotations in a format of its own."""
+    os.makedirs(os.path.join(root, 'images'))
+    with open(os.path.join(root, 'labels.txt'), 'w') as f:
+        f.write('a.jpg 1 2 3 4\n')
+    return dict(type='MyDataset', data_root=os.path.join(root, ''), ann_file='labels.txt',
+                data_prefix=dict(img='images/'))
+
+
+def coco_semantic(root):
+    """mmdet's CocoSegDataset ('Coco' in its name): a semantic layout, no ann_file."""
+    for folder in ('images/train2017', 'annotations/train2017'):
+        os.makedirs(os.path.join(root, folder))
+    return dict(type='CocoSegDataset', data_root=os.path.join(root, ''),
+                data_prefix=dict(img_path='images/train2017/',
+                                 seg_map_path='annotations/train2017/'))
+
+
+@pytest.mark.parametrize('layout', [lvis_v1, objects365_v2, custom, coco_semantic])
+def test_types_the_check_does_not_understand_only_have_their_paths_checked(tmp_path, layout):
+    dataset = layout(str(tmp_path / 'data'))
+    if layout in (lvis_v1, objects365_v2):  # read as instance files, they would be refused
+        with pytest.raises((AnnotationError, KeyError)):
+            check_coco_dataset(dataset)
+    check_datasets_exist(job_cfg(None, dataset))
+    os.rename(tmp_path / 'data', tmp_path / 'gone')
+    with pytest.raises(DatasetNotFoundError, match='is not where the config points'):
+        check_datasets_exist(job_cfg(None, dataset))
+
+
+def test_the_format_follows_mmdets_class_hierarchy():
+    from mmdet.datasets import CocoDataset, CocoPanopticDataset
+
+    class Renamed(CocoDataset):  # reads its file in its own way
+        def load_data_list(self):
+            return []
+
+    class Plain(CocoDataset):
+        pass
+
+    class Panoptic(CocoPanopticDataset):
+        pass
+    expected = {
+        'coco': ['CocoDataset', 'mmdet.CocoDataset', 'CityscapesDataset', 'DeepFashionDataset',
+                 'Objects365V1Dataset', 'ADE20KInstanceDataset', 'V3DetDataset', Plain,
+                 CocoDataset],
+        'coco_panoptic': ['CocoPanopticDataset', 'mmdet.ADE20KPanopticDataset', Panoptic],
+        None: ['LVISV1Dataset', 'LVISV05Dataset', 'LVISDataset', 'Objects365V2Dataset',
+               'CocoSegDataset', 'CocoCaptionDataset', 'RefCocoDataset', 'MyDataset',
+               'mmseg.ADE20KDataset', 'mmpretrain.CocoDataset', Renamed, None, dict]}
+    assert {fmt: [t for t in types if annotation_format(t) == fmt]
+            for fmt, types in expected.items()} == expected
+    assert annotation_format('CocoDataset', default_scope='mmseg') is None
+    assert annotation_format('CocoDataset', default_scope='mmdet') == 'coco'

@@ -107,6 +107,32 @@ def test_checkpoint_mismatch_is_refused(tmp_path):
         build_backbone(config, str(ckpt))
 
 
+def test_backbone_checkpoints_load_strictly_into_the_exported_backbone(tmp_path, randomize):
+    """The tool exports the backbone, so it takes the backbone's weights from a backbone
+    checkpoint (xcit2mmdet.py's, the release's layout) or a whole model's, and insists on
+    every backbone tensor, not on the neck's and heads'."""
+    config = write_config(tmp_path, XCIT_CONFIG, 'xcit.py')
+    model = randomize(build_analysis_model(config))
+    backbone_state = {k[len('backbone.'):]: v for k, v in model.state_dict().items()
+                      if k.startswith('backbone.')}
+    files = {
+        'converter': {'state_dict': backbone_state},  # tools/model_converters/xcit2mmdet.py
+        'prefixed': {'state_dict': {f'backbone.{k}': v for k, v in backbone_state.items()}},
+        'whole model': {'state_dict': model.state_dict()},
+    }
+    for name, ckpt in files.items():
+        path = tmp_path / f'{name.replace(" ", "_")}.pth'
+        torch.save(ckpt, path)
+        loaded = build_backbone(config, str(path)).state_dict()
+        assert loaded.keys() == backbone_state.keys(), name
+        assert all(torch.equal(loaded[k], v) for k, v in backbone_state.items()), name
+    backbone_state.pop('pyramid.0.0.weight')  # e.g. an ImageNet file: no pyramid
+    torch.save({'state_dict': backbone_state}, tmp_path / 'no_pyramid.pth')
+    with pytest.raises(CheckpointMismatchError, match=r'no_pyramid\.pth does not fit the '
+                       r"config's XCiT backbone(.|\n)*pyramid\.0\.0\.weight"):
+        build_backbone(config, str(tmp_path / 'no_pyramid.pth'))
+
+
 @pytest.mark.parametrize('args, message', [
     (['--shape', '0', '64', '--out', 'x.onnx'], 'at least 2 pixels'),
     (['--shape', '64', '64', '--out', 'x.txt'], '.onnx'),

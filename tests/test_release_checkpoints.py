@@ -462,7 +462,7 @@ def test_release_training_command_runs(toy_cfg, toy_ade_root, randomize, tmp_pat
 
 
 def test_mmseg_config_whose_base_sets_pretrained_builds_with_xcit(tmp_path):
-    from xcit_dense.engine import load_run_config
+    from xcit_dense.engine import UsageError, load_run_config
     config = tmp_path / 'fcn_xcit.py'
     config.write_text(
         "_base_ = 'mmseg::_base_/models/fcn_r50-d8.py'\n"
@@ -480,17 +480,25 @@ def test_mmseg_config_whose_base_sets_pretrained_builds_with_xcit(tmp_path):
         model = build_model(cfg)  # mmseg passes model.pretrained to the backbone
     assert model.backbone.init_cfg == dict(type='Pretrained',
                                            checkpoint='open-mmlab://resnet50_v1c')
+    # the tools refuse a base's ResNet checkpoint for XCiT, before anything runs
+    with pytest.raises(UsageError, match=re.escape(
+            "model.pretrained='open-mmlab://resnet50_v1c', set by the config or a base config "
+            "it inherits, names another backbone's checkpoint, which XCiT cannot load: set "
+            'model.pretrained=None in your config')):
+        load_run_config(str(config))
+    # a checkpoint of XCiT's own as model.pretrained moves to the backbone's init_cfg
+    config.write_text(config.read_text() + "model.update(pretrained='xcit_nano.pth')\n")
     with pytest.warns(UserWarning, match='model.pretrained is deprecated'):
-        cfg = load_run_config(str(config))  # the tools move it to the backbone's init_cfg
-    assert cfg.model.backbone.init_cfg.checkpoint == 'open-mmlab://resnet50_v1c'
+        cfg = load_run_config(str(config))
+    assert cfg.model.backbone.init_cfg.checkpoint == 'xcit_nano.pth'
     assert cfg.model.pretrained is None
-    # a base's ResNet weights beside the backbone's own: one of them would be ignored
+    # model.pretrained beside the backbone's own weights: one of them would be ignored
     config.write_text(config.read_text().replace(
         "out_indices=(2, 5, 8, 11)", "out_indices=(2, 5, 8, 11), init_cfg=dict(type="
         "'Pretrained', checkpoint='xcit_nano_12_p16_384_dist.pth')"))
-    with pytest.raises(ValueError, match=re.escape(
-            "The config sets both model.pretrained ('open-mmlab://resnet50_v1c') and the "
-            "backbone's weights")):
+    with pytest.raises(UsageError, match=re.escape(
+            "the config sets both model.pretrained ('xcit_nano.pth') and the backbone's "
+            'weights')):
         load_run_config(str(config))
 
 

@@ -44,5 +44,10 @@ fi
 $PIP install --quiet --no-deps "$WHEEL_DIR"/mmcv-*.whl
 # "deploy": onnx, onnxscript and onnxruntime for tools/deployment/pytorch2onnx.py
 $PIP install --quiet -e ".[dev,deploy]" --no-build-isolation
+# panopticapi, imported by mmdet's panoptic annotation loading, PQ evaluation and panoptic
+# inference, is not on PyPI under that name: panopticapi-lite 0.2.0 ships cocodataset/
+# panopticapi's code (see the README). --no-deps: it pins numpy<2 (pip would downgrade numpy
+# to 1.26) and asks for scikit-image and matplotlib, none of which its code imports.
+$PIP install --quiet --no-deps "panopticapi-lite==0.2.0"
 echo "$STAMP" > "$VENV/.setup-complete"
 echo "[setup] done: $($VENV/bin/python -c 'import torch, mmcv, mmdet, mmseg; print("torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__)')"

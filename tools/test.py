@@ -18,9 +18,9 @@ from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
 from xcit_dense.checkpoint.io import load_state_dict_file
-from xcit_dense.engine import (check_checkpoint_exists, check_datasets_exist,
-                               check_model_builds, config_scope, finish_launch,
-                               apply_tta, load_checkpoint_strictly, load_run_config,
+from xcit_dense.engine import (apply_tta, check_checkpoint_exists, check_datasets_exist,
+                               check_model_builds, config_scope, drop_ema_hooks, finish_launch,
+                               load_checkpoint_strictly, load_model_strictly, load_run_config,
                                parse_run_args, select_metrics, setup_launch, short_errors,
                                tta_module_as_model)
 
@@ -65,7 +65,13 @@ def main():
                           args.allow_new_keys)
     cfg.load_from = None  # loaded strictly below
     check_checkpoint_exists(args.checkpoint)
-    check_model_builds(cfg)
+    # Before the runner prints anything: a file that cannot be read safely, or does not fit
+    # the model, is a one-line error.
+    checkpoint = load_state_dict_file(args.checkpoint)
+    load_model_strictly(check_model_builds(cfg), checkpoint, args.checkpoint,
+                        'be evaluated at its initialisation')
+    evaluated = drop_ema_hooks(cfg, checkpoint)
+    del checkpoint
     if args.tta:
         apply_tta(cfg)
     if args.eval:
@@ -89,11 +95,12 @@ def main():
             evaluator['outfile_prefix'] = args.json_prefix
 
     check_datasets_exist(cfg, loaders=('test_dataloader',))
-    load_state_dict_file(args.checkpoint)  # a broken or unsafe file fails here, named
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     with tta_module_as_model(runner):  # the plain model's checkpoint, inside the TTA wrapper
         load_checkpoint_strictly(runner, args.checkpoint)
+    if evaluated:
+        runner.logger.info(f'Evaluating {evaluated}.')
     runner.test()
     finish_launch()
 

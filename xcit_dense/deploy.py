@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from torch import nn
 
+from .checkpoint import CheckpointMismatchError, load_state_dict_file, unwrap_state_dict
+from .checkpoint.load import backbone_part
 from .engine import UsageError, build_analysis_model
-from .engine.weights import load_model_strictly
 
 # Largest height/width a --dynamic graph is exported for (a bound torch.export needs).
 MAX_SIDE = 16384
@@ -54,13 +55,27 @@ def output_names(backbone: nn.Module) -> List[str]:
 
 def build_backbone(config: Union[str, Config], checkpoint: Optional[str] = None) -> nn.Module:
     """The backbone of a config in eval mode (pretrained loading off, SyncBN as BN), with the
-    weights of a whole-model ``checkpoint`` if given."""
-    model = build_analysis_model(config)
+    weights of ``checkpoint`` if given: a whole-model (detector or segmentor) checkpoint, whose
+    ``backbone.*`` tensors are taken, or a backbone checkpoint in any format the backbone
+    reads (``tools/model_converters/xcit2mmdet.py``'s, the release's, timm's...). Every tensor
+    of the backbone must come from it; the neck and heads, which are not exported, need not.
+
+    Raises:
+        CheckpointMismatchError: The checkpoint lacks backbone tensors or has some of another
+            shape; names the file.
+    """
+    backbone = build_analysis_model(config).backbone.eval()
     if checkpoint:
-        from mmengine.runner.checkpoint import _load_checkpoint
-        load_model_strictly(model, _load_checkpoint(checkpoint, map_location='cpu'), checkpoint,
-                            'be exported at its initialisation')
-    return model.backbone.eval()
+        state = backbone_part(unwrap_state_dict(load_state_dict_file(checkpoint)))
+        try:
+            backbone.load_state_dict(state, strict=True)
+        except CheckpointMismatchError:
+            raise
+        except RuntimeError as e:
+            raise CheckpointMismatchError(
+                f'Checkpoint {checkpoint} does not fit the config\'s {type(backbone).__name__} '
+                f'backbone, so part of it would be exported at its initialisation.\n{e}') from e
+    return backbone
 
 
 def export_onnx(backbone: nn.Module, shape: Sequence[int], out: str, dynamic: bool = False,
@@ -146,8 +161,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description='Export a config\'s backbone (XCiT or CrossViT; its pyramid maps as outputs '
                     'p4, p8, ...) to ONNX and check it with onnxruntime against PyTorch.')
     parser.add_argument('config')
-    parser.add_argument('--checkpoint', help='whole-model checkpoint (detector/segmentor), '
-                        'loaded strictly; random weights without it')
+    parser.add_argument('--checkpoint', help='whole-model (detector/segmentor) or backbone '
+                        'checkpoint; every backbone tensor must come from it; random weights '
+                        'without it')
     parser.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'),
                         help='export size (batch 1)')
     parser.add_argument('--out', required=True, help='output .onnx file')

@@ -13,7 +13,8 @@ import os
 
 import torch
 
-from xcit_dense.checkpoint import convert_xcit_state_dict, load_state_dict_file
+from xcit_dense.checkpoint import (CheckpointReadError, convert_xcit_state_dict,
+                                   load_state_dict_file)
 from xcit_dense.checkpoint.xcit import FORMAT_NAMES
 
 
@@ -40,4 +41,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    try:  # needs torch only, not OpenMMLab (whose tools report errors through short_errors)
+        main()
+    except CheckpointReadError as e:
+        raise SystemExit(f'{os.path.basename(__file__)}: error: {e}')

@@ -16,6 +16,16 @@ _SOURCES: Dict[int, Tuple[weakref.ref, str]] = {}
 _LAST_READ: Dict[str, str] = {}
 
 
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file or URL cannot be read: missing, not downloadable, truncated, not a
+    checkpoint, or holding Python objects that weights_only loading refuses (nothing in it
+    is executed). The message names the file."""
+
+
+class CheckpointNotFoundError(CheckpointReadError, FileNotFoundError):
+    """A local checkpoint path that is not a file."""
+
+
 def _remember_source(obj: Any, source: str, depth: int = 2) -> None:
     """Record ``source`` for every tensor of a checkpoint (its values, one level of nesting
     such as ``state_dict`` or ``model``)."""
@@ -55,12 +65,12 @@ def download_checkpoint(url: str) -> str:
         # writes to a temporary file, renamed when complete
         torch.hub.download_url_to_file(url, cached, progress=False)
     except urllib.error.HTTPError as e:
-        raise RuntimeError(f'Could not download checkpoint {url}: HTTP error {e.code} '
-                           f'({e.reason})') from e
+        raise CheckpointReadError(f'Could not download checkpoint {url}: HTTP error {e.code} '
+                                  f'({e.reason})') from e
     except urllib.error.URLError as e:
-        raise RuntimeError(f'Could not download checkpoint {url}: {e.reason}') from e
+        raise CheckpointReadError(f'Could not download checkpoint {url}: {e.reason}') from e
     except OSError as e:
-        raise RuntimeError(f'Could not download checkpoint {url}: {e}') from e
+        raise CheckpointReadError(f'Could not download checkpoint {url}: {e}') from e
     return cached
 
 
@@ -78,14 +88,14 @@ def load_state_dict_file(path: str, map_location: Any = 'cpu') -> Dict:
         path = download_checkpoint(path)
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint file {path!r} does not exist')
+        raise CheckpointNotFoundError(f'Checkpoint file {path!r} does not exist')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         try:
             ckpt = load_file(path, device='cpu')
         except Exception as e:  # safetensors raises its own error types
-            raise RuntimeError(f'{source!r} is not a readable safetensors file '
-                               f'(truncated or corrupt?): {e}') from e
+            raise CheckpointReadError(f'{source!r} is not a readable safetensors file '
+                                      f'(truncated or corrupt?): {e}') from e
         _remember_source(ckpt, source)
         return ckpt
     try:
@@ -93,16 +103,17 @@ def load_state_dict_file(path: str, map_location: Any = 'cpu') -> Dict:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if 'unsupported global' not in str(e).lower():  # garbage bytes, not a refused class
-            raise RuntimeError(f'{source!r} is not a readable PyTorch checkpoint '
-                               f'(truncated or not a checkpoint?): {e}') from e
-        raise RuntimeError(
+            raise CheckpointReadError(f'{source!r} is not a readable PyTorch checkpoint '
+                                      f'(truncated or not a checkpoint?): {e}') from e
+        raise CheckpointReadError(
             f'{source!r} holds Python objects that weights_only loading does not allow, so it '
             'was refused and nothing in it was executed. Re-save it with tensors only, or '
             f'allow-list its classes with torch.serialization.add_safe_globals. ({e})') from e
     except Exception as e:  # zip/pickle readers raise RuntimeError, EOFError, ValueError...
-        raise RuntimeError(f'{source!r} is not a readable PyTorch checkpoint '
-                           f'(truncated or not a checkpoint?): {type(e).__name__}: {e}') from e
+        raise CheckpointReadError(f'{source!r} is not a readable PyTorch checkpoint (truncated '
+                                  f'or not a checkpoint?): {type(e).__name__}: {e}') from e
     if not isinstance(ckpt, dict):
-        raise RuntimeError(f'{source!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
+        raise CheckpointReadError(f'{source!r} holds a {type(ckpt).__name__}, not a checkpoint '
+                                  'dict')
     _remember_source(ckpt, source)
     return ckpt

@@ -1,6 +1,7 @@
 """A config's model, built with the registry of its codebase (mmdet or mmseg, chosen by the
 config's ``default_scope``), and dummy data samples to run it on: what the tools and the tests
 share."""
+import copy
 import importlib
 from typing import List, Union
 
@@ -30,10 +31,14 @@ def scope_models(scope: str) -> Registry:
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """Build ``cfg.model`` with the registry of the config's scope (mmdet or mmseg)."""
+    """Build ``cfg.model`` with the registry of the config's scope (mmdet or mmseg), from a
+    copy: some constructors write into the config they are given (mmdet's ``DeformableDETR``
+    sets ``share_pred_layer``, ``num_pred_layer`` and ``as_two_stage`` in its ``bbox_head``
+    and refuses a config that already has them), so building must leave ``cfg`` as it was
+    for the runner's own build."""
     scope = config_scope(cfg)
     with DefaultScope.overwrite_default_scope(scope):
-        return scope_models(scope).build(cfg.model)
+        return scope_models(scope).build(copy.deepcopy(cfg.model))
 
 
 def build_analysis_model(config: Union[str, Config]) -> nn.Module:

@@ -1,6 +1,12 @@
 """Stop early, with one clear message, when a config's dataset is not where it points or its
 COCO annotations are broken: before the run writes anything.
 
+What is checked depends on how the dataset type reads its files (:func:`annotation_format`):
+a COCO instance file (mmdet's ``CocoDataset`` and the subclasses that read the file as it
+does) and a COCO panoptic file (``CocoPanopticDataset`` and the like) are checked in full;
+any other type (LVIS, Objects365 v2, ADE20k, a custom type) only has its paths checked, so
+that the check never refuses a file it does not understand.
+
 The check costs little at COCO scale (train2017: 118k images, 860k annotations, 450 MB of
 JSON), where it runs before mmdet parses the same file again in every process:
 
@@ -23,6 +29,7 @@ JSON), where it runs before mmdet parses the same file again in every process:
   file, or adding or removing an image, makes the next run check again.
 """
 import ctypes
+import gc
 import hashlib
 import json
 import os
@@ -30,12 +37,14 @@ import pickle
 import tempfile
 import time
 import warnings
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ..datasets.validate import AnnotationError, check_coco_annotations
+from ..datasets.validate import AnnotationError, _read_json, _sample, check_coco_annotations
 
 DATASET_HELP = {
     'CocoDataset': 'COCO 2017 (train2017/, val2017/, annotations/instances_*2017.json)',
+    'CocoPanopticDataset': 'COCO panoptic 2017 (train2017/, val2017/, '
+                           'annotations/panoptic_*2017.json and annotations/panoptic_*2017/)',
     'ADE20KDataset': 'ADEChallengeData2016 (images/ and annotations/, training and validation)',
 }
 # Part of every stamp: a change to what the check verifies invalidates the stamps written
@@ -137,12 +146,14 @@ def _file_fingerprint(path: str) -> Dict:
     return dict(stat=key, sha256=digest.hexdigest())
 
 
-def _stamp_path(ann_file: str, img_dir: str) -> Optional[str]:
+def _stamp_path(ann_file: str, img_dir: str, seg_dir: Optional[str] = None) -> Optional[str]:
     folder = _cache_dir()
     if folder is None:
         return None
-    key = hashlib.sha256(f'{os.path.realpath(ann_file)}\0{os.path.realpath(img_dir)}'
-                         .encode()).hexdigest()[:32]
+    key = f'{os.path.realpath(ann_file)}\0{os.path.realpath(img_dir)}'
+    if seg_dir is not None:  # a panoptic check ('': no PNG folder): not an instance one's
+        key += '\0panoptic\0' + (os.path.realpath(seg_dir) if seg_dir else '')
+    key = hashlib.sha256(key.encode()).hexdigest()[:32]
     return os.path.join(folder, key + '.json')
 
 
@@ -194,6 +205,129 @@ def _release_memory() -> None:
 
 # --- the checks -------------------------------------------------------------------------
 
+def check_coco_panoptic_annotations(path: str, profile: Optional[Dict] = None
+                                    ) -> Tuple[List[str], List[str]]:
+    """Check a COCO panoptic annotation file as mmdet reads it: ``images`` (with a
+    ``file_name``), ``categories`` (marked ``isthing``) and ``annotations``, each for an image
+    of the file, whose ``segments_info`` have an ``id``, a ``bbox``, an ``area`` and a
+    category of the file. Returns the ``file_name`` of each image and the segment PNG of each
+    annotated image, named as mmdet's ``CocoPanopticDataset`` and ``CocoPanopticMetric`` read
+    it: its image's ``file_name`` with ``.jpg`` made ``.png`` (in COCO, the annotation's own
+    ``file_name``). Raises :class:`~xcit_dense.datasets.validate.AnnotationError` naming the
+    culprits.
+
+    ``profile``, a dict, receives the seconds spent reading (``'parse'``) and checking
+    (``'validate'``). The file is read as it is (``json.loads``): a panoptic file has no
+    polygons, so few of the floats that :func:`check_coco_annotations` avoids building.
+    """
+    profile = {} if profile is None else profile
+    start = time.perf_counter()
+    gc_enabled = gc.isenabled()
+    gc.disable()  # as check_coco_annotations does: no cycles in parsed JSON to collect
+    try:
+        data = _read_json(path)
+    finally:
+        if gc_enabled:
+            gc.enable()
+    profile['parse'] = time.perf_counter() - start
+    start = time.perf_counter()
+    if not isinstance(data, dict):
+        raise AnnotationError(f'Annotation file {path} holds a JSON {type(data).__name__}, '
+                              'not a COCO panoptic object')
+    bad = [k for k in ('images', 'annotations', 'categories') if not isinstance(
+        data.get(k), list) or not all(isinstance(item, dict) for item in data[k])]
+    if bad:
+        raise AnnotationError(f'Annotation file {path} has no list of objects under {bad} (a '
+                              'COCO panoptic file has images, annotations and categories)')
+
+    def fail(culprits: List, what: str, note: str = '') -> None:
+        if culprits:
+            raise AnnotationError(f'Annotation file {path}: {len(culprits)} {what}: '
+                                  f'{_sample(culprits)}{note}')
+    annotations = data['annotations']
+    fail([a.get('image_id') for a in annotations if not isinstance(a.get('segments_info'), list)
+          or not all(isinstance(s, dict) for s in a['segments_info'])],
+         'annotations have no segments_info list (image_id)',
+         ' (is this a COCO instance file? CocoDataset reads those)')
+    fail([c.get('id') for c in data['categories'] if 'isthing' not in c],
+         'categories are not marked isthing (category id)',
+         '; a COCO panoptic file marks each category thing (1) or stuff (0)')
+    fail([i.get('id') for i in data['images'] if type(i.get('file_name')) is not str],
+         'images have no file_name (image id)')
+    images = {i.get('id'): i['file_name'] for i in data['images']}
+    fail([a.get('image_id') for a in annotations if a.get('image_id') not in images],
+         'annotations refer to unknown images (image_id)')
+    fail([(a['image_id'], s.get('id')) for a in annotations for s in a['segments_info']
+          if not all(k in s for k in ('id', 'bbox', 'area'))],
+         'segments have no id, bbox or area (image_id, segment id)')
+    category_ids = {c.get('id') for c in data['categories']}
+    fail([(a['image_id'], s['id'], s.get('category_id')) for a in annotations
+          for s in a['segments_info'] if s.get('category_id') not in category_ids],
+         'segments refer to unknown categories (image_id, segment id, category_id)',
+         '; the file defines categories '
+         f'{sorted(category_ids, key=lambda c: (type(c).__name__, c))}')
+    names = [i['file_name'] for i in data['images']]
+    pngs = [images[a['image_id']].replace('.jpg', '.png') for a in annotations]
+    profile['validate'] = time.perf_counter() - start
+    return names, pngs
+
+
+def _missing(absent: List[str], what: str, ann_file: str, folder: str) -> str:
+    return (f'{len(absent)} {what} listed in {ann_file} are missing from {folder}: '
+            f'{", ".join(absent[:10])}{" ..." if len(absent) > 10 else ""}')
+
+
+def _check_files(dataset: dict, profile: Optional[Dict], panoptic: bool) -> None:
+    """:func:`check_coco_dataset` and :func:`check_coco_panoptic_dataset`."""
+    if 'dataset' in dataset:
+        return _check_files(dataset['dataset'], profile, panoptic)
+    profile = {} if profile is None else profile
+    root = dataset.get('data_root') or ''
+    prefix = dataset.get('data_prefix') or {}
+    ann_file = os.path.join(root, dataset['ann_file'])
+    img_dir = os.path.join(root, prefix.get('img') or '')
+    seg_dir = os.path.join(root, prefix['seg']) if prefix.get('seg') else ''
+    start = time.perf_counter()
+    stamp_path = _stamp_path(ann_file, img_dir, seg_dir if panoptic else None)
+    profile['cached'] = _stamp_is_current(stamp_path, ann_file)
+    if profile['cached']:
+        profile['stamp'] = time.perf_counter() - start
+        return
+    fingerprint = None
+    if stamp_path is not None:
+        try:
+            fingerprint = _file_fingerprint(ann_file)  # before reading: a later edit shows
+        except OSError:
+            pass
+    profile['stamp'] = time.perf_counter() - start
+    if panoptic:
+        names, pngs = check_coco_panoptic_annotations(ann_file, profile)
+    else:
+        names, pngs = check_coco_annotations(ann_file, profile), []
+    start = time.perf_counter()
+    folders: Optional[Dict[str, List[int]]] = {} if fingerprint is not None else None
+    absent = find_missing_files(img_dir, names, folders)
+    absent_pngs = find_missing_files(seg_dir, pngs, folders) if seg_dir else []
+    del names, pngs
+    profile['scan'] = time.perf_counter() - start
+    start = time.perf_counter()
+    _release_memory()
+    profile['release'] = time.perf_counter() - start
+    if absent_pngs:  # the pipeline's skip_bad is for images
+        raise AnnotationError(_missing(absent_pngs, 'segment PNGs', ann_file, seg_dir))
+    if absent:
+        message = _missing(absent, 'images', ann_file, img_dir)
+        skips = any(t.get('type') == 'LoadImageChecked' and t.get('skip_bad')
+                    for t in dataset.get('pipeline') or [])
+        if not skips:
+            raise AnnotationError(message)
+        warnings.warn(message + '; they will be skipped (skip_bad=True).')
+    elif fingerprint is not None and folders:
+        _write_stamp(stamp_path, dict(version=CHECK_VERSION,
+                                      ann_file=os.path.realpath(ann_file),
+                                      file=fingerprint, folders=folders))
+
+
 def check_coco_dataset(dataset: dict, profile: Optional[Dict] = None) -> None:
     """Check a COCO-format dataset config's annotation file
     (:func:`~xcit_dense.datasets.validate.check_coco_annotations`, the errors of
@@ -210,46 +344,58 @@ def check_coco_dataset(dataset: dict, profile: Optional[Dict] = None) -> None:
     folders; ``'release'``, handing the freed memory back) and ``'cached'``, whether the
     stamp spared the check.
     """
-    if 'dataset' in dataset:
-        return check_coco_dataset(dataset['dataset'], profile)
-    profile = {} if profile is None else profile
-    root = dataset.get('data_root') or ''
-    ann_file = os.path.join(root, dataset['ann_file'])
-    img_dir = os.path.join(root, (dataset.get('data_prefix') or {}).get('img', ''))
-    start = time.perf_counter()
-    stamp_path = _stamp_path(ann_file, img_dir)
-    profile['cached'] = _stamp_is_current(stamp_path, ann_file)
-    if profile['cached']:
-        profile['stamp'] = time.perf_counter() - start
-        return
-    fingerprint = None
-    if stamp_path is not None:
+    _check_files(dataset, profile, panoptic=False)
+
+
+def check_coco_panoptic_dataset(dataset: dict, profile: Optional[Dict] = None) -> None:
+    """Check a COCO panoptic dataset config as :func:`check_coco_dataset` checks an instance
+    one: its annotation file (:func:`check_coco_panoptic_annotations`), that every image it
+    lists exists and, where the config names the folder of segment PNGs
+    (``data_prefix['seg']``), that every annotated image's PNG exists there (a missing PNG
+    is an error even with ``skip_bad``). Stamped and profiled alike.
+    """
+    _check_files(dataset, profile, panoptic=True)
+
+
+def _innermost(dataset: dict) -> dict:
+    return _innermost(dataset['dataset']) if 'dataset' in dataset else dataset
+
+
+def annotation_format(dataset_type, default_scope: Optional[str] = None) -> Optional[str]:
+    """How the data check reads the annotation file of a dataset ``type`` (a name, scoped or
+    under ``default_scope``, or a class): ``'coco'`` for mmdet's ``CocoDataset`` and the
+    subclasses that read their file as it does (Cityscapes, Objects365 v1, ADE20k
+    instances...), ``'coco_panoptic'`` for ``CocoPanopticDataset`` and the subclasses that
+    read theirs as it does, and ``None`` for any other type: not mmdet's, or reading its
+    file in its own way (LVIS: images named by ``coco_url``; Objects365 v2: renamed
+    ``file_name``, three images skipped), which only has its paths checked."""
+    cls = dataset_type
+    if not isinstance(cls, type):
+        scope, _, name = str(dataset_type).rpartition('.')
+        if (scope or default_scope or 'mmdet') != 'mmdet':
+            return None
         try:
-            fingerprint = _file_fingerprint(ann_file)  # before reading: a later edit shows
-        except OSError:
-            pass
-    profile['stamp'] = time.perf_counter() - start
-    names = check_coco_annotations(ann_file, profile)
-    start = time.perf_counter()
-    folders: Optional[Dict[str, List[int]]] = {} if fingerprint is not None else None
-    absent = find_missing_files(img_dir, names, folders)
-    del names
-    profile['scan'] = time.perf_counter() - start
-    start = time.perf_counter()
-    _release_memory()
-    profile['release'] = time.perf_counter() - start
-    if absent:
-        message = (f'{len(absent)} images listed in {ann_file} are missing from {img_dir}: '
-                   f'{", ".join(absent[:10])}{" ..." if len(absent) > 10 else ""}')
-        skips = any(t.get('type') == 'LoadImageChecked' and t.get('skip_bad')
-                    for t in dataset.get('pipeline') or [])
-        if not skips:
-            raise AnnotationError(message)
-        warnings.warn(message + '; they will be skipped (skip_bad=True).')
-    elif fingerprint is not None and folders:
-        _write_stamp(stamp_path, dict(version=CHECK_VERSION,
-                                      ann_file=os.path.realpath(ann_file),
-                                      file=fingerprint, folders=folders))
+            import mmdet.datasets  # noqa: F401 (registers mmdet's dataset types)
+            from mmdet.registry import DATASETS
+        except ImportError:
+            return None
+        cls = DATASETS.module_dict.get(name)
+    try:
+        from mmdet.datasets import CocoDataset, CocoPanopticDataset, Objects365V1Dataset
+    except ImportError:
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, CocoDataset)):
+        return None
+    reading = (cls.load_data_list, cls.parse_data_info)
+    if reading == (CocoDataset.load_data_list, CocoPanopticDataset.parse_data_info):
+        return 'coco_panoptic'
+    if reading[1] is CocoDataset.parse_data_info and reading[0] in (
+            CocoDataset.load_data_list, Objects365V1Dataset.load_data_list):
+        return 'coco'  # Objects365 v1 only sorts the categories
+    return None
+
+
+CHECKS = {'coco': check_coco_dataset, 'coco_panoptic': check_coco_panoptic_dataset}
 
 
 def _check_loaders(cfg, loaders) -> None:
@@ -268,15 +414,14 @@ def _check_loaders(cfg, loaders) -> None:
                 f'{", ".join(missing)}.\nPut {expected} under {os.path.abspath(root)} (or '
                 'set data_root with --cfg-options), or run the toy demo, which needs no '
                 'download: make demo (detection) or make demo-seg (segmentation).')
-        if 'Coco' in str(dataset.get('type', '')) or 'Coco' in str(
-                (dataset.get('dataset') or {}).get('type', '')):
-            inner = dataset.get('dataset') or dataset
-            key = (os.path.join(inner.get('data_root') or '', inner.get('ann_file') or ''),
-                   json.dumps(inner.get('data_prefix'), sort_keys=True, default=str),
-                   json.dumps(inner.get('pipeline'), sort_keys=True, default=str))
-            if key not in done:  # the val and test loaders often read the same files
-                done.add(key)
-                check_coco_dataset(dataset)
+        inner = _innermost(dataset)
+        fmt = annotation_format(inner.get('type'), cfg.get('default_scope'))
+        key = (fmt, os.path.join(inner.get('data_root') or '', inner.get('ann_file') or ''),
+               json.dumps(inner.get('data_prefix'), sort_keys=True, default=str),
+               json.dumps(inner.get('pipeline'), sort_keys=True, default=str))
+        if fmt is not None and key not in done:  # val and test often read the same files
+            done.add(key)
+            CHECKS[fmt](dataset)
 
 
 def job_rank() -> int:

@@ -59,13 +59,14 @@ def load_run_config(path: str, cfg_options: Optional[dict] = None,
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     cfg_options = dict(cfg_options or {})
+    pretrained_given = 'model.pretrained' in cfg_options  # None too: drops the config's
     pretrained = cfg_options.pop('model.pretrained', None)
     check_cfg_options(cfg, cfg_options, allow_new_keys)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if pretrained is not None:
+    if pretrained_given:
         cfg.model['pretrained'] = pretrained
-    apply_deprecated_pretrained(cfg, from_command_line=pretrained)
+    apply_deprecated_pretrained(cfg, from_command_line=pretrained_given)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

@@ -1,13 +1,14 @@
 """Command-line mistakes caught before a run prints anything: ``--cfg-options`` keys that the
-config does not have, a model that does not build, a checkpoint that does not exist; each
-reported as one short message naming the culprit."""
+config does not have, a model that does not build, a checkpoint that does not exist, cannot be
+read safely or does not fit the model; each reported as one short message naming the
+culprit."""
 import contextlib
 import difflib
 import os
 import sys
 from typing import Iterator, Optional
 
-from ..checkpoint import CheckpointMismatchError
+from ..checkpoint import CheckpointMismatchError, CheckpointReadError
 from ..datasets.validate import AnnotationError
 from .data_check import DatasetNotFoundError
 
@@ -47,17 +48,38 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new_keys: bool = False
                                  'keys on purpose)')
 
 
-def check_model_builds(cfg) -> None:
+def check_model_builds(cfg):
     """Build the config's model once (no weights loaded) so that an unknown arch, type or
-    keyword is reported before the run starts."""
+    keyword is reported before the run starts; returns the model, against which the tools
+    check checkpoints before the run (``cfg`` is left as it was, see
+    :func:`~xcit_dense.engine.build.build_model`)."""
     from .build import build_model  # build imports launch, which imports this module
     try:
-        build_model(cfg)
+        return build_model(cfg)
     except UsageError:
         raise
     except (KeyError, TypeError, ValueError, AssertionError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise UsageError(f'the model of the config does not build: {message}') from e
+
+
+def check_backbone_weights(model) -> None:
+    """Load the pretrained weights that the model's XCiT or CrossViT backbone names in its
+    ``init_cfg`` (as the runner will), so that a checkpoint that cannot be read or does not
+    fit the backbone is reported before the run starts. Other backbones are left to the
+    runner."""
+    from ..models.base import DenseBackbone
+    backbone = getattr(model, 'backbone', None)
+    if not (isinstance(backbone, DenseBackbone) and backbone.init_cfg):
+        return
+    try:
+        backbone.init_weights()
+    except (CheckpointMismatchError, CheckpointReadError) as e:
+        raise UsageError(
+            f"the backbone's pretrained weights (model.backbone.init_cfg, where "
+            f'model.pretrained also goes) cannot be loaded: {e}\nIf a base config set them '
+            'for another backbone, set model.pretrained=None or model.backbone.init_cfg=None '
+            '(in your config or with --cfg-options).') from e
 
 
 def check_checkpoint_exists(checkpoint: str) -> None:
@@ -77,6 +99,7 @@ def short_errors(prog: str) -> Iterator[None]:
     except UsageError as e:
         sys.stderr.write(f'{prog}: error: {e}\n')
         sys.exit(2)
-    except (DatasetNotFoundError, AnnotationError, CheckpointMismatchError) as e:
+    except (DatasetNotFoundError, AnnotationError, CheckpointMismatchError,
+            CheckpointReadError) as e:
         sys.stderr.write(f'{prog}: error: {type(e).__name__}: {e}\n')
         sys.exit(2)

@@ -8,6 +8,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader
 
 from ..checkpoint import CheckpointMismatchError, describe_checkpoint, load_state_dict_file
+from .preflight import UsageError
 
 
 def load_from_local(filename: str, map_location: Any = None) -> Dict:
@@ -38,15 +39,27 @@ def register_checkpoint_readers() -> None:
                                      force=True)
 
 
-def apply_deprecated_pretrained(cfg, from_command_line: Optional[str] = None) -> None:
+# Checkpoint names that mmengine resolves to other backbones' weights (ResNet, HRNet, ViT...),
+# which OpenMMLab base configs set as model.pretrained.
+OTHER_BACKBONE_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'modelzoo://',
+                          'mmcls://', 'mmpretrain://', 'pavi://')
+
+
+def apply_deprecated_pretrained(cfg, from_command_line: bool = False) -> None:
     """Support the release's ``model.pretrained`` (mmdet 2.x / mmseg 0.x), in place.
 
     mmdet 3.x's detectors no longer take ``pretrained`` and mmseg 1.x passes it to the
     backbone, where it clashes with the backbone's own ``init_cfg``. So a checkpoint given as
     ``--cfg-options model.pretrained=PATH_OR_URL`` (``from_command_line``) replaces the
-    backbone's ``init_cfg`` checkpoint, with a warning naming the 3.x way; ``model.pretrained``
-    set by a config file moves to the backbone's ``init_cfg`` when that has none, and is an
-    error when both are set (one of them would be ignored).
+    backbone's ``init_cfg`` checkpoint, with a warning naming the 3.x way, and
+    ``model.pretrained=None`` there drops whatever the config sets. ``model.pretrained`` set by
+    a config file moves to the backbone's ``init_cfg`` when that has none.
+
+    Raises:
+        UsageError: The config file sets both (one of them would be ignored), or sets, for an
+            XCiT or CrossViT backbone, a checkpoint name of another backbone's
+            (``open-mmlab://resnet50_v1c``, as mmseg's PSPNet, DeepLabV3 and FCN bases do),
+            which it inherits when XCiT replaces that backbone.
     """
     model = cfg.get('model')
     if not model:
@@ -60,19 +73,49 @@ def apply_deprecated_pretrained(cfg, from_command_line: Optional[str] = None) ->
             del model['pretrained']
     if pretrained is None or backbone is None:
         return
+    fix = ('set model.pretrained=None in your config (or --cfg-options model.pretrained=None) '
+           "and give the backbone's weights with model.backbone.init_cfg")
+    ours = str(backbone.get('type', '')).split('.')[-1] in ('XCiT', 'CrossViT')
+    if not from_command_line and ours and str(pretrained).startswith(OTHER_BACKBONE_SCHEMES):
+        raise UsageError(f'model.pretrained={pretrained!r}, set by the config or a base config '
+                         f'it inherits, names another backbone\'s checkpoint, which '
+                         f'{backbone["type"]} cannot load: {fix}')
     init_cfg = backbone.get('init_cfg')
-    if from_command_line is None and (init_cfg or backbone.get('pretrained')):
-        raise ValueError(
-            f'The config sets both model.pretrained ({pretrained!r}) and the backbone\'s '
-            f'weights (model.backbone.init_cfg={init_cfg!r}); one of them would be ignored. '
-            'Set model.pretrained=None (e.g. when the base config is a ResNet model) or drop '
-            'model.backbone.init_cfg.')
+    if not from_command_line and (init_cfg or backbone.get('pretrained')):
+        raise UsageError(f'the config sets both model.pretrained ({pretrained!r}) and the '
+                         f'backbone\'s weights (model.backbone.init_cfg={init_cfg!r}), so one '
+                         f'would be ignored: {fix}, or drop model.backbone.init_cfg')
     backbone['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained)
     backbone.pop('pretrained', None)
     warnings.warn(
         f'model.pretrained is deprecated (mmdet 2.x / mmseg 0.x); the backbone loads '
         f'{pretrained!r} through model.backbone.init_cfg, which is how to set it from now on: '
         f'--cfg-options model.backbone.init_cfg.checkpoint={pretrained}')
+
+
+def drop_ema_hooks(cfg, checkpoint: Dict) -> Optional[str]:
+    """Evaluate the weights that a checkpoint's ``state_dict`` holds, without the config's
+    ``EMAHook``, in place; returns what was evaluated, to tell the user (``None`` where EMA
+    plays no part).
+
+    mmengine's ``EMAHook`` saves the averaged weights as the checkpoint's ``state_dict`` (the
+    raw ones go to ``ema_state_dict``), so at test time it only swaps a second copy of the
+    same weights in: mmdet's test tool evaluates exactly ``state_dict``. The hook also builds
+    that copy in ``before_run``, before any checkpoint is loaded, and cannot map its keys
+    through a TTA wrapper; without it, strict loading puts ``state_dict`` in the model, which
+    is what gets evaluated.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    kept = [h for h in hooks if str(h.get('type', '')).split('.')[-1] != 'EMAHook']
+    has_ema = 'ema_state_dict' in checkpoint
+    if len(kept) == len(hooks) and not has_ema:
+        return None
+    cfg.custom_hooks = kept
+    if has_ema:
+        return ('the EMA-averaged weights (the checkpoint\'s state_dict, where EMAHook saves '
+                'them; the raw weights in ema_state_dict are not used)')
+    return ('the checkpoint\'s state_dict; it holds no EMA weights (no ema_state_dict), so '
+            'the weights evaluated are the raw ones, not an average')
 
 
 def checkpoint_mismatch(model, name: str, checkpoint: Dict, error: Exception,

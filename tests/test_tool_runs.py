@@ -1,0 +1,150 @@
+"""The user's path: shipped configs that each take a different path through the tools run as a
+user runs them, shrunk to the toy data (``xcit_dense.testing.tool_runs``): ``tools/train.py``
+for two iterations, then ``tools/test.py`` on the checkpoint it wrote, each in its own process.
+
+* DINO: a constructor that writes into its config (``DeformableDETR``), so a second build of the
+  same config failed;
+* RTMDet-Ins: mmengine's ``EMAHook``, which made ``tools/test.py`` crash;
+* Mask2Former (mmdet): four maps, masks from queries;
+* UperNet (mmseg): a head beyond Semantic FPN.
+
+Predictions of ``tools/test.py`` (``--out``) are checked against mmdet's and mmseg's own
+inference API (``init_detector``/``inference_detector``, ``init_model``/``inference_model``) on
+the same checkpoint: the tool evaluated the weights it was given. Every other shipped config,
+and heads this project does not ship, run the same way in
+``tools/analysis_tools/head_matrix.py``.
+"""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+import xcit_dense  # noqa: F401
+from xcit_dense.engine import build_model, drop_ema_hooks
+from xcit_dense.testing.tool_runs import ROOT, train_and_test, write_toy_config
+
+COCO_BOX_METRICS = {f'coco/bbox_mAP{s}' for s in ('', '_50', '_75', '_s', '_m', '_l')}
+COCO_MASK_METRICS = {k.replace('bbox', 'segm') for k in COCO_BOX_METRICS}
+DINO = 'configs/dino/dino-4scale_xcit-s12-p8_8xb2-12e_coco.py'
+RTMDET = 'configs/rtmdet/rtmdet-ins_s_xcit-s12-p8_8xb32-300e_coco.py'
+MASK2FORMER = 'configs/mask2former/mask2former_xcit-s12-p8_8xb2-lsj-50e_coco.py'
+UPERNET = 'configs/upernet/upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
+
+
+def run_config(config, kind, data_root, tmp_path, test_args=()):
+    path = write_toy_config(os.path.join(ROOT, config), kind, data_root,
+                            str(tmp_path / 'toy_config.py'))
+    run = train_and_test(path, str(tmp_path), test_args)
+    assert run.train_rc == 0, run.train_log[-3000:]
+    assert run.test_rc == 0, run.test_log[-3000:]
+    return path, run
+
+
+def assert_predictions_match_mmdet_api(config, checkpoint, dumped, data_root, **cfg_changes):
+    """The tool's dumped predictions equal mmdet's ``inference_detector`` on the same images
+    with the same checkpoint (loaded by mmdet's ``init_detector``)."""
+    from mmdet.apis import inference_detector, init_detector
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_changes)
+    model = init_detector(cfg, checkpoint, device='cpu')
+    with open(dumped, 'rb') as f:
+        results = pickle.load(f)
+    assert len(results) == 2
+    for result in results:
+        ours = inference_detector(model, result['img_path']).pred_instances
+        theirs = result['pred_instances']
+        assert len(ours) == len(theirs['scores']) > 0
+        torch.testing.assert_close(ours.scores, theirs['scores'], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(ours.bboxes, theirs['bboxes'], atol=1e-3, rtol=1e-4)
+        assert torch.equal(ours.labels, theirs['labels'])
+    return model
+
+
+def test_building_a_config_leaves_it_as_it_was():
+    """mmdet's DeformableDETR (DINO's base) writes share_pred_layer, num_pred_layer and
+    as_two_stage into the bbox_head config it is given and refuses a config that has them:
+    the tools' pre-run build must not change the config that the runner builds again."""
+    cfg = Config.fromfile(os.path.join(ROOT, DINO))
+    cfg.merge_from_dict({'model.backbone.arch': 'nano_12', 'model.backbone.init_cfg': None,
+                         'model.neck.in_channels': [128] * 3})
+    before = cfg.model.to_dict()
+    build_model(cfg)
+    assert cfg.model.to_dict() == before
+    build_model(cfg)  # raised AssertionError ("users should not set them in bbox_head")
+
+
+def test_dino_trains_and_tests_through_the_tools(toy_coco_root, tmp_path):
+    path, run = run_config(DINO, 'coco', toy_coco_root, tmp_path,
+                           ['--out', str(tmp_path / 'preds.pkl')])
+    assert set(run.metrics) == COCO_BOX_METRICS
+    assert_predictions_match_mmdet_api(path, run.checkpoint, tmp_path / 'preds.pkl',
+                                       toy_coco_root)
+
+
+def test_ema_checkpoint_is_evaluated_with_its_averaged_weights(toy_coco_root, tmp_path):
+    """RTMDet-Ins trains with mmengine's EMAHook, which saves the averaged weights as the
+    checkpoint's state_dict and the raw ones as ema_state_dict: tools/test.py evaluates the
+    averaged ones (as mmdet's test tool does), and says so."""
+    thresholds = {'model.test_cfg.score_thr': 0.0}  # 2 iterations: every score is low
+    path, run = run_config(RTMDET, 'coco', toy_coco_root, tmp_path,
+                           ['--out', str(tmp_path / 'preds.pkl'), '--cfg-options',
+                            'model.test_cfg.score_thr=0.0'])
+    assert ('Evaluating the EMA-averaged weights (the checkpoint\'s state_dict, where EMAHook '
+            'saves them; the raw weights in ema_state_dict are not used).') in run.test_log
+    assert set(run.metrics) == COCO_BOX_METRICS | COCO_MASK_METRICS
+    checkpoint = torch.load(run.checkpoint, map_location='cpu', weights_only=False)
+    raw = {k[len('module.'):]: v for k, v in checkpoint['ema_state_dict'].items()
+           if k.startswith('module.')}
+    averaged = checkpoint['state_dict']
+    assert raw.keys() == averaged.keys()
+    assert any(not torch.equal(raw[k], averaged[k]) for k in averaged)
+    model = assert_predictions_match_mmdet_api(path, run.checkpoint, tmp_path / 'preds.pkl',
+                                               toy_coco_root, **thresholds)
+    # the raw weights predict otherwise: the comparison tells the two apart
+    from mmdet.apis import inference_detector
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        first = pickle.load(f)[0]
+    model.load_state_dict(raw)
+    scores = inference_detector(model, first['img_path']).pred_instances.scores
+    assert not torch.allclose(scores[:10], first['pred_instances']['scores'][:10], atol=1e-5)
+
+
+def test_drop_ema_hooks_says_which_weights_are_evaluated():
+    cfg = Config(dict(custom_hooks=[dict(type='EMAHook', momentum=2e-4),
+                                    dict(type='RNGStateHook')]))
+    assert drop_ema_hooks(cfg, {'state_dict': {}}) == (
+        "the checkpoint's state_dict; it holds no EMA weights (no ema_state_dict), so the "
+        'weights evaluated are the raw ones, not an average')
+    assert cfg.custom_hooks == [dict(type='RNGStateHook')]
+    assert drop_ema_hooks(Config(dict(custom_hooks=[])), {'state_dict': {}}) is None
+
+
+def test_mask2former_trains_and_tests_through_the_tools(toy_coco_root, tmp_path):
+    path, run = run_config(MASK2FORMER, 'coco', toy_coco_root, tmp_path,
+                           ['--out', str(tmp_path / 'preds.pkl')])
+    assert set(run.metrics) == COCO_BOX_METRICS | COCO_MASK_METRICS
+    assert_predictions_match_mmdet_api(path, run.checkpoint, tmp_path / 'preds.pkl',
+                                       toy_coco_root)
+
+
+def test_upernet_trains_and_tests_through_the_tools(toy_ade_root, tmp_path):
+    """The tool's pixel accuracy equals the one computed here from mmseg's inference API on
+    the same checkpoint and the label files (ADE's reduce_zero_label: 0 is ignored)."""
+    from mmseg.apis import inference_model, init_model
+    path, run = run_config(UPERNET, 'ade', toy_ade_root, tmp_path)
+    assert set(run.metrics) == {'aAcc', 'mIoU', 'mAcc'}
+    model = init_model(path, run.checkpoint, device='cpu')
+    folder = os.path.join(toy_ade_root, 'images/validation')
+    correct = labelled = 0
+    for name in sorted(os.listdir(folder))[:2]:  # the toy config's test indices
+        pred = inference_model(model, os.path.join(folder, name)).pred_sem_seg.data[0].numpy()
+        label = np.array(Image.open(os.path.join(
+            toy_ade_root, 'annotations/validation', name.replace('.jpg', '.png'))), np.int64)
+        keep = label > 0
+        correct += int((pred[keep] == label[keep] - 1).sum())
+        labelled += int(keep.sum())
+    assert run.metrics['aAcc'] == pytest.approx(100 * correct / labelled, abs=0.01)

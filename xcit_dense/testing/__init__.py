@@ -1,0 +1,2 @@
+"""Helpers for running configs through the tools on generated toy data (the suite and
+``tools/analysis_tools/head_matrix.py``)."""
