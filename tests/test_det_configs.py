@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 import xcit_dense  # noqa: F401
 from xcit_dense.engine import DatasetNotFoundError, build_analysis_model, check_datasets_exist
+from xcit_dense.testing.configs import configs_by_model, group_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_PREFIXES = ('mask-rcnn', 'maskrcnn', 'cascade-mask-rcnn', 'retinanet', 'fcos')
@@ -28,9 +29,10 @@ def test_configs_are_found():
     assert len([c for c in DET_CONFIGS if c.startswith('configs/mask_rcnn/')]) == 20
 
 
-@pytest.mark.parametrize('path', DET_CONFIGS)
-def test_config_builds_and_predicts(path):
+@pytest.mark.parametrize('paths', configs_by_model(DET_CONFIGS), ids=group_id)
+def test_config_builds_and_predicts(paths):
     from mmdet.testing import demo_mm_inputs
+    path = paths[0]
     cfg, model = build_detector(path)
     assert cfg.default_scope == 'mmdet'
     model.eval()

@@ -13,7 +13,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
-from xcit_dense.engine import (add_vis_backends, check_backbone_weights,
+from xcit_dense.engine import (add_vis_backends, check_amp_available, check_backbone_weights,
                                check_checkpoint_exists, check_datasets_exist,
                                check_model_builds, finish_launch, load_run_config,
                                make_resumable, parse_run_args, resolve_resume, setup_launch,
@@ -60,6 +60,7 @@ def main():
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                                'config')
         cfg.auto_scale_lr.enable = True
+    check_amp_available(cfg)
     check_backbone_weights(check_model_builds(cfg))
     if cfg.get('load_from'):
         check_checkpoint_exists(cfg.load_from)

@@ -22,9 +22,9 @@ from .build import (build_analysis_model, build_model, config_scope, dummy_data_
 from .data_check import DatasetNotFoundError, check_datasets_exist
 from .hooks import NonFiniteLossError, NonFiniteLossHook, RNGStateHook
 from .inference import build_inferencer, run_inference
-from .launch import (add_vis_backends, apply_tta, fall_back_from_sync_bn, finish_launch,
-                     load_run_config, make_resumable, parse_run_args, resolve_resume,
-                     select_metrics, setup_launch, tta_module_as_model)
+from .launch import (add_vis_backends, apply_tta, check_amp_available, fall_back_from_sync_bn,
+                     finish_launch, load_run_config, make_resumable, parse_run_args,
+                     resolve_resume, select_metrics, setup_launch, tta_module_as_model)
 from .preflight import (UsageError, check_backbone_weights, check_cfg_options,
                         check_checkpoint_exists, check_model_builds, short_errors)
 from .resume import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
@@ -35,7 +35,8 @@ from .weights import (apply_deprecated_pretrained, drop_ema_hooks, load_checkpoi
 __all__ = ['add_vis_backends', 'apply_tta', 'AtomicLocalBackend', 'DatasetNotFoundError',
            'NonFiniteLossError', 'NonFiniteLossHook', 'RNGStateHook', 'UsageError',
            'allow_mmengine_checkpoint_classes', 'apply_deprecated_pretrained',
-           'build_analysis_model', 'build_inferencer', 'build_model', 'check_backbone_weights',
+           'build_analysis_model', 'build_inferencer', 'build_model', 'check_amp_available',
+           'check_backbone_weights',
            'check_cfg_options', 'check_checkpoint_exists', 'check_datasets_exist',
            'check_model_builds', 'config_scope', 'drop_ema_hooks', 'dummy_data_samples',
            'fall_back_from_sync_bn', 'find_resume_checkpoint', 'finish_launch',

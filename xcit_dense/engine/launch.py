@@ -262,6 +262,15 @@ def resolve_resume(cfg, resume: Optional[str]) -> None:
     cfg.resume, cfg.load_from = True, path
 
 
+def check_amp_available(cfg) -> None:
+    """AMP needs a CUDA GPU: a config that asks for it on CPU is a :class:`UsageError`, not a
+    silent fp32 run."""
+    if (cfg.get('optim_wrapper') or {}).get('type') == 'AmpOptimWrapper' and not (
+            torch.cuda.is_available()):
+        raise UsageError('AMP (--amp or AmpOptimWrapper) needs a CUDA GPU; none is '
+                         'available. Train without --amp on CPU.')
+
+
 def setup_launch(cfg, launcher: str = 'none') -> None:
     """Make ``cfg`` run on this machine, in place.
 
@@ -270,21 +279,20 @@ def setup_launch(cfg, launcher: str = 'none') -> None:
       initialisation calls ``torch.cuda.set_device``, and the model is wrapped by
       :class:`~xcit_dense.engine.distributed.CPUDistributedDataParallel`, since torch's DDP
       rejects ``device_ids`` for CPU modules.
-    * AMP needs a GPU: asking for it on CPU is an error, not a silent fp32 run.
+    * AMP needs a GPU: asking for it on CPU is an error (:class:`UsageError`), not a silent
+      fp32 run.
     """
     cuda = torch.cuda.is_available()
     distributed = launcher != 'none'
     fall_back_from_sync_bn(cfg, launcher)
-    if (cfg.get('optim_wrapper') or {}).get('type') == 'AmpOptimWrapper' and not cuda:
-        raise RuntimeError('AMP (--amp or AmpOptimWrapper) needs a CUDA GPU; none is '
-                           'available. Train without --amp on CPU.')
+    check_amp_available(cfg)
     if cuda:
         return
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     if distributed:
         if launcher != 'pytorch':
-            raise RuntimeError(f'On CPU, distributed training uses torchrun '
-                               f"(--launcher pytorch), not --launcher {launcher}")
+            raise UsageError(f'On CPU, distributed training uses torchrun '
+                             f"(--launcher pytorch), not --launcher {launcher}")
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
