@@ -26,7 +26,8 @@ from PIL import Image
 import xcit_dense  # noqa: F401
 from xcit_dense.checkpoint import load_state_dict_file
 from xcit_dense.engine import build_model, drop_ema_hooks
-from xcit_dense.testing.tool_runs import ROOT, train_and_test, write_toy_config
+from xcit_dense.testing.tool_runs import (ROOT, scale_image_sizes, shrink_to_toy, train_and_test,
+                                          write_toy_config)
 
 COCO_BOX_METRICS = {f'coco/bbox_mAP{s}' for s in ('', '_50', '_75', '_s', '_m', '_l')}
 COCO_MASK_METRICS = {k.replace('bbox', 'segm') for k in COCO_BOX_METRICS}
@@ -62,6 +63,35 @@ def assert_predictions_match_mmdet_api(config, checkpoint, dumped, **cfg_changes
         torch.testing.assert_close(ours.scores, theirs['scores'], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(ours.bboxes, theirs['bboxes'], atol=1e-3, rtol=1e-4)
         assert torch.equal(ours.labels, theirs['labels'])
+
+
+def test_shrink_to_toy_scales_images_classes_data_and_schedule():
+    """Image sizes (pipelines, batch padding; negative YOLOX-style borders too) scale from
+    COCO's to the toy images', not the model's own sizes (anchor scales); heads predict the
+    toy classes, Mask2Former's class weights keep their "no object" entry; the datasets read
+    the toy split; training stops after two iterations."""
+    cfg = shrink_to_toy(Config.fromfile(os.path.join(ROOT, MASK2FORMER)), 'coco', 'toy/')
+    assert cfg.model.data_preprocessor.batch_augments[0].size == (192, 192)  # 1024 * 0.2
+    resize, crop = [t for t in cfg.train_dataloader.dataset.pipeline
+                    if t.type in ('RandomResize', 'RandomCrop')]
+    assert resize.scale == (192, 192) and resize.ratio_range == (0.1, 2.0)
+    assert crop.crop_size == (192, 192)
+    head = cfg.model.panoptic_head
+    assert head.num_things_classes == 3 and head.loss_cls.class_weight == [1.0] * 3 + [0.1]
+    dataset = cfg.train_dataloader.dataset
+    assert (dataset.data_root, dataset.ann_file, dataset.data_prefix, dataset.indices) == (
+        'toy/', 'annotations/instances_train.json', {'img': 'train/'}, 4)
+    assert cfg.test_evaluator.ann_file == 'toy/annotations/instances_val.json'
+    assert cfg.train_cfg.max_iters == 2 and cfg.model.backbone.init_cfg is None
+    cfg = shrink_to_toy(Config.fromfile(os.path.join(
+        ROOT, 'configs/mask_rcnn/mask-rcnn_xcit-s12-p8_fpn_ms-crop-1x_coco.py')), 'coco', 'toy/')
+    assert cfg.model.rpn_head.anchor_generator.scales == [8]
+    assert cfg.model.roi_head.bbox_head.num_classes == 3
+    assert cfg.test_dataloader.dataset.pipeline[1].scale == (267, 160)  # (1333, 800) * 0.2
+    assert cfg.train_cfg.max_epochs == 1 and cfg.default_hooks.checkpoint.interval == 1
+    node = dict(type='RandomAffine', border=(-320, -320), scaling_ratio_range=(0.1, 2))
+    scale_image_sizes(node, 0.2)
+    assert node == dict(type='RandomAffine', border=(-64, -64), scaling_ratio_range=(0.1, 2))
 
 
 def test_building_a_config_leaves_it_as_it_was():

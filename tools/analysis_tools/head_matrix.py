@@ -175,16 +175,37 @@ def run_row(name: str, config: str, kind: str, out_dir: str, done: Dict[str, Dic
     return result
 
 
+# The metrics the table shows of each run (mmdet's CocoMetric and CocoPanopticMetric, mmseg's
+# IoUMetric).
+MAIN_METRICS = ('bbox_mAP', 'segm_mAP', 'PQ', 'mIoU', 'aAcc')
+
+
 def table(results: List[Dict]) -> str:
-    """The markdown table of the README."""
-    rows = ['| config | toy data | train | test | metric (2 iterations on toy data) |',
+    """The markdown of the README's section: a row per config (its outcome, or the row it
+    resolves to the same toy config as), then the config a user writes for each head we do
+    not ship."""
+    rows = ['| config | toy data | train | test | test metrics (2 iterations on toy data) |',
             '|---|---|---|---|---|']
     for r in results:
-        metric = ', '.join(f'{k.split("/")[-1]} {v:.3g}' for k, v in
-                           list((r.get('metrics') or {}).items())[:3])
-        rows.append(f"| {r['name']} | {r.get('kind', '')} | exit {r['train_rc']} | "
-                    f"exit {r['test_rc']} | {metric or r.get('error', '').splitlines()[-1:]} |")
-    return '\n'.join(rows) + '\n'
+        if r.get('same_as'):
+            outcome = f"same toy config as `{r['same_as']}`"
+        elif r.get('metrics'):
+            outcome = ', '.join(f'{k.split("/")[-1]} {v:.3g}' for k, v in r['metrics'].items()
+                                if k.split('/')[-1] in MAIN_METRICS)
+        elif r['test_rc'] == 0:
+            outcome = 'no predictions above the score threshold (mmdet reports no metric)'
+        else:
+            error = (r.get('error') or '').strip().splitlines()
+            outcome = error[-1] if error else ''
+        name = (r['name'] if r['name'] in UNSHIPPED
+                else f"[{os.path.basename(r['name'])}]({r['name']})")
+        rows.append(f"| {name} | {r.get('kind', '')} | exit {r['train_rc']} | "
+                    f"exit {r['test_rc']} | {outcome.replace('|', '/')} |")
+    lines = ['', 'What a user writes for each head we do not ship (beside mmdet\'s or mmseg\'s '
+             'config, as `_base_`):', '']
+    for name, (_, base, text) in UNSHIPPED.items():
+        lines += [f'**{name}**', '', '```python', user_config(base, text).strip(), '```', '']
+    return '\n'.join(rows) + '\n' + '\n'.join(lines)
 
 
 def main():

@@ -93,8 +93,9 @@ def _scaled(value, factor: float):
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        if value % 32 == 0 and value:
-            return max(32, round(value * factor / 32) * 32) * (1 if value > 0 else -1)
+        sign, size = (1 if value >= 0 else -1), abs(value)  # YOLOX's borders are negative
+        if size % 32 == 0 and size:
+            return sign * max(32, round(size * factor / 32) * 32)
         return round(value * factor) or value
     if isinstance(value, (list, tuple)):
         return type(value)(_scaled(v, factor) for v in value)
