@@ -181,6 +181,23 @@ def test_checkpoint_of_another_variant_lists_the_mismatches(tmp_path):
         load_xcit_checkpoint(XCiT('nano_12', patch_size=16), path)
 
 
+def test_checkpoint_of_another_model_whose_names_match_in_part_is_an_error(tmp_path):
+    """A timm ViT-Ti shares 144 key names and shapes with XCiT-T12/16 (its blocks' norms, qkv,
+    projections and MLPs), but has no XCA temperatures, LPI, LayerScale or convolutional patch
+    embedding: loading it would leave 200 tensors of the transformer at their initialisation,
+    which is an error, not a warning. (Only the pyramid may be missing: ImageNet files.)"""
+    import timm
+    path = str(tmp_path / 'vit.pth')
+    torch.save({'model': timm.create_model('vit_tiny_patch16_224').state_dict()}, path)
+    model = XCiT('tiny_12', patch_size=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r'does not fit this XCiT architecture.*It lacks 190 '
+                                           r'tensors of the transformer.*\nMissing keys \(200\): '
+                                           r"\['patch_embed\.proj\.0\.0\.weight'"):
+        load_xcit_checkpoint(model, path)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
 def test_checkpoint_of_another_depth_lists_missing_and_unexpected_keys(tmp_path):
     # tiny_24 and tiny_12 share every tensor shape; only the depth tells them apart
     path = str(tmp_path / 'tiny24.pth')

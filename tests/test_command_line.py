@@ -148,7 +148,8 @@ class _Payload:
         return (os.system, (f'touch {self.marker}',))
 
 
-def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(tmp_path):
+def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(
+        tmp_path, toy_ade_root):
     """A checkpoint carrying pickled code is refused in one line, nothing in it run, by the
     test tool, the converter and a backbone's init_cfg; a checkpoint of another model is
     refused by the test tool before the runner prints its banner."""
@@ -156,10 +157,11 @@ def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(tm
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': _Payload(marker)}, evil)
+    data = ['--cfg-options', f'test_dataloader.dataset.data_root={toy_ade_root}']
     refusal = (f"'{evil}' holds Python objects that weights_only loading does not allow, so "
                'it was refused and nothing in it was executed.')
     runs = {
-        'test.py': run_tool('tools/test.py', SEG, str(evil)),
+        'test.py': run_tool('tools/test.py', SEG, str(evil), *data),
         'xcit2mmdet.py': run_tool('tools/model_converters/xcit2mmdet.py', str(evil),
                                   str(tmp_path / 'out.pth')),
         # the release's way to name the backbone's ImageNet weights, which go to its init_cfg
@@ -167,9 +169,10 @@ def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(tm
                              '--cfg-options', f'model.pretrained={evil}'),
     }
     for tool, proc in runs.items():
-        assert proc.returncode != 0 and 'Traceback' not in proc.stderr, (tool, proc.stderr)
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr, (tool, proc.stderr)
         error = [line for line in proc.stderr.splitlines() if line.startswith(f'{tool}: error:')]
-        assert len(error) == 1 and refusal in error[0], (tool, proc.stderr)
+        assert len(error) == 1, (tool, proc.stderr)
+        assert error[0].startswith(f'{tool}: error: CheckpointReadError: {refusal}'), error
         assert 'System environment' not in proc.stdout + proc.stderr, tool
     assert not marker.exists()
     assert not (tmp_path / 'w').exists()  # the training run wrote nothing
@@ -179,7 +182,7 @@ def test_unsafe_and_foreign_checkpoints_are_one_line_errors_before_the_banner(tm
     det = build_analysis_model(os.path.join(
         ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py'))
     torch.save({'state_dict': det.state_dict()}, tmp_path / 'det.pth')
-    proc = run_tool('tools/test.py', SEG, str(tmp_path / 'det.pth'))
+    proc = run_tool('tools/test.py', SEG, str(tmp_path / 'det.pth'), *data)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert (f'\ntest.py: error: CheckpointMismatchError: Checkpoint {tmp_path / "det.pth"} '
             'does not fit the EncoderDecoder of the config') in proc.stderr

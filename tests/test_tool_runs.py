@@ -1,6 +1,7 @@
 """The user's path: shipped configs that each take a different path through the tools run as a
-user runs them, shrunk to the toy data (``xcit_dense.testing.tool_runs``): ``tools/train.py``
-for two iterations, then ``tools/test.py`` on the checkpoint it wrote, each in its own process.
+user runs them, shrunk to XCiT-N12 and the toy data (``xcit_dense.testing.tool_runs``):
+``tools/train.py`` for two iterations, then ``tools/test.py`` on the checkpoint it wrote, each in
+its own process.
 
 * DINO: a constructor that writes into its config (``DeformableDETR``), so a second build of the
   same config failed;
@@ -39,7 +40,7 @@ UPERNET = 'configs/upernet/upernet_xcit-s12-p8_8xb2-160k_ade20k-512x512.py'
 
 def run_config(config, kind, data_root, tmp_path, test_args=()):
     path = write_toy_config(os.path.join(ROOT, config), kind, data_root,
-                            str(tmp_path / 'toy_config.py'))
+                            str(tmp_path / 'toy_config.py'), small_arch=True)
     run = train_and_test(path, str(tmp_path), test_args)
     assert run.train_rc == 0, run.train_log[-3000:]
     assert run.test_rc == 0, run.test_log[-3000:]
@@ -139,10 +140,19 @@ def test_drop_ema_hooks_says_which_weights_are_evaluated():
     cfg = Config(dict(custom_hooks=[dict(type='EMAHook', momentum=2e-4),
                                     dict(type='RNGStateHook')]))
     assert drop_ema_hooks(cfg, {'state_dict': {}}) == (
-        "the checkpoint's state_dict; it holds no EMA weights (no ema_state_dict), so the "
-        'weights evaluated are the raw ones, not an average')
+        "the checkpoint's state_dict, where EMAHook saves the averaged weights; the file has no "
+        'ema_state_dict (published checkpoints keep state_dict only), so whether they are an '
+        'average cannot be told from it')
     assert cfg.custom_hooks == [dict(type='RNGStateHook')]
     assert drop_ema_hooks(Config(dict(custom_hooks=[])), {'state_dict': {}}) is None
+    from mmengine.hooks import EMAHook
+
+    class MyEMAHook(EMAHook):
+        pass
+    cfg = Config(dict(custom_hooks=[dict(type='mmengine.EMAHook'), dict(type=MyEMAHook)]))
+    assert drop_ema_hooks(cfg, {'state_dict': {}, 'ema_state_dict': {}}).startswith(
+        'the EMA-averaged weights')
+    assert cfg.custom_hooks == []
 
 
 def test_mask2former_trains_and_tests_through_the_tools(toy_coco_root, tmp_path):

@@ -17,12 +17,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkpoint classes)
-from xcit_dense.checkpoint.io import load_state_dict_file
 from xcit_dense.engine import (apply_tta, check_checkpoint_exists, check_datasets_exist,
-                               check_model_builds, config_scope, drop_ema_hooks, finish_launch,
-                               load_checkpoint_strictly, load_model_strictly, load_run_config,
-                               parse_run_args, select_metrics, setup_launch, short_errors,
-                               tta_module_as_model)
+                               check_test_checkpoint, config_scope, finish_launch,
+                               load_checkpoint_strictly, load_run_config, parse_run_args,
+                               select_metrics, setup_launch, short_errors, tta_module_as_model)
 
 
 def parse_args():
@@ -65,13 +63,8 @@ def main():
                           args.allow_new_keys)
     cfg.load_from = None  # loaded strictly below
     check_checkpoint_exists(args.checkpoint)
-    # Before the runner prints anything: a file that cannot be read safely, or does not fit
-    # the model, is a one-line error.
-    checkpoint = load_state_dict_file(args.checkpoint)
-    load_model_strictly(check_model_builds(cfg), checkpoint, args.checkpoint,
-                        'be evaluated at its initialisation')
-    evaluated = drop_ema_hooks(cfg, checkpoint)
-    del checkpoint
+    check_datasets_exist(cfg, loaders=('test_dataloader',))
+    evaluated = check_test_checkpoint(cfg, args.checkpoint)
     if args.tta:
         apply_tta(cfg)
     if args.eval:
@@ -94,7 +87,6 @@ def main():
         for evaluator in coco:
             evaluator['outfile_prefix'] = args.json_prefix
 
-    check_datasets_exist(cfg, loaders=('test_dataloader',))
     setup_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     with tta_module_as_model(runner):  # the plain model's checkpoint, inside the TTA wrapper

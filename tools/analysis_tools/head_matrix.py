@@ -24,6 +24,7 @@ from typing import Dict, List, Tuple
 
 from mmengine.config import Config
 
+from xcit_dense.engine.data_check import innermost_dataset
 from xcit_dense.testing.tool_runs import ROOT, train_and_test, write_toy_config
 
 DATA_ROOTS = {'coco': 'data/toy_coco/', 'coco-panoptic': 'data/toy_coco_panoptic/',
@@ -130,9 +131,7 @@ def toy_kind(cfg: Config) -> str:
     for mmdet."""
     if cfg.get('default_scope') == 'mmseg':
         return 'ade'
-    dataset = cfg.train_dataloader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset.dataset
+    dataset = innermost_dataset(cfg.train_dataloader.dataset)
     return 'coco-panoptic' if 'Panoptic' in dataset.get('type', '') else 'coco'
 
 

@@ -10,6 +10,7 @@ destination writes a safetensors file instead.
 """
 import argparse
 import os
+import sys
 
 import torch
 
@@ -43,5 +44,6 @@ def main():
 if __name__ == '__main__':
     try:  # needs torch only, not OpenMMLab (whose tools report errors through short_errors)
         main()
-    except CheckpointReadError as e:
-        raise SystemExit(f'{os.path.basename(__file__)}: error: {e}')
+    except CheckpointReadError as e:  # as the other tools report it
+        sys.stderr.write(f'{os.path.basename(__file__)}: error: {type(e).__name__}: {e}\n')
+        sys.exit(2)

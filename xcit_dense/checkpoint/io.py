@@ -56,7 +56,7 @@ def download_checkpoint(url: str) -> str:
     the cache. A failed download names the URL and the reason and leaves no partial file."""
     filename = os.path.basename(urlparse(url).path)
     if not filename:
-        raise ValueError(f'Checkpoint URL {url!r} does not end with a file name')
+        raise CheckpointReadError(f'Checkpoint URL {url!r} does not end with a file name')
     cached = os.path.join(torch.hub.get_dir(), 'checkpoints', filename)
     if os.path.isfile(cached):
         return cached

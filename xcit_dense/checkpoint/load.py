@@ -14,6 +14,11 @@ from .io import load_state_dict_file, source_of
 logger = logging.getLogger(__name__)
 
 
+# The dense backbones' own layers (strides 4-32 from the transformer's maps): the only tensors
+# that an ImageNet or DINO checkpoint lacks.
+ADAPTER_PREFIX = 'pyramid.'
+
+
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint does not fit the model it is loaded into: tensors are missing or have other
     shapes, so part of the model would keep its initialisation."""
@@ -190,7 +195,9 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
 
     Raises:
         CheckpointMismatchError: No key of the checkpoint matches the backbone (a checkpoint of
-            another model), or tensors have other shapes (another variant).
+            another model), tensors have other shapes (another variant), or tensors of the
+            transformer are missing (a checkpoint of another model whose names match in
+            part, such as a ViT's).
     """
     source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
     ckpt = load_state_dict_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
@@ -204,6 +211,11 @@ def load_backbone_checkpoint(model: nn.Module, checkpoint: Union[str, Dict],
     problem = family.check(state, model) if family.check else None
     matched = [k for k in state if k in own]
     mismatched, missing, unexpected = _compare(state, own)
+    trunk_missing = [k for k in missing if not k.startswith(ADAPTER_PREFIX)]
+    if trunk_missing and not problem:  # e.g. a ViT's file: its blocks' names match in part
+        problem = (f'It lacks {len(trunk_missing)} tensors of the transformer (only the '
+                   'pyramid adapters, which classification checkpoints do not have, may be '
+                   'missing)')
     if mismatched or problem:
         raise CheckpointMismatchError(
             f'Checkpoint {source} does not fit this {family.name} architecture: it looks like '

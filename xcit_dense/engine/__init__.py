@@ -29,14 +29,15 @@ from .preflight import (UsageError, check_backbone_weights, check_cfg_options,
                         check_checkpoint_exists, check_model_builds, short_errors)
 from .resume import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
 from .safe_globals import allow_mmengine_checkpoint_classes
-from .weights import (apply_deprecated_pretrained, drop_ema_hooks, load_checkpoint_strictly,
-                      load_model_strictly, register_checkpoint_readers)
+from .weights import (apply_deprecated_pretrained, check_test_checkpoint, drop_ema_hooks,
+                      load_checkpoint_strictly, load_model_strictly,
+                      register_checkpoint_readers)
 
 __all__ = ['add_vis_backends', 'apply_tta', 'AtomicLocalBackend', 'DatasetNotFoundError',
            'NonFiniteLossError', 'NonFiniteLossHook', 'RNGStateHook', 'UsageError',
            'allow_mmengine_checkpoint_classes', 'apply_deprecated_pretrained',
            'build_analysis_model', 'build_inferencer', 'build_model', 'check_amp_available',
-           'check_backbone_weights',
+           'check_backbone_weights', 'check_test_checkpoint',
            'check_cfg_options', 'check_checkpoint_exists', 'check_datasets_exist',
            'check_model_builds', 'config_scope', 'drop_ema_hooks', 'dummy_data_samples',
            'fall_back_from_sync_bn', 'find_resume_checkpoint', 'finish_launch',

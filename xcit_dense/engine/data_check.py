@@ -357,8 +357,11 @@ def check_coco_panoptic_dataset(dataset: dict, profile: Optional[Dict] = None) -
     _check_files(dataset, profile, panoptic=True)
 
 
-def _innermost(dataset: dict) -> dict:
-    return _innermost(dataset['dataset']) if 'dataset' in dataset else dataset
+def innermost_dataset(dataset: dict) -> dict:
+    """The dataset config inside wrappers (``RepeatDataset``, ``MultiImageMixDataset``...)."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
 
 
 def annotation_format(dataset_type, default_scope: Optional[str] = None) -> Optional[str]:
@@ -414,7 +417,7 @@ def _check_loaders(cfg, loaders) -> None:
                 f'{", ".join(missing)}.\nPut {expected} under {os.path.abspath(root)} (or '
                 'set data_root with --cfg-options), or run the toy demo, which needs no '
                 'download: make demo (detection) or make demo-seg (segmentation).')
-        inner = _innermost(dataset)
+        inner = innermost_dataset(dataset)
         fmt = annotation_format(inner.get('type'), cfg.get('default_scope'))
         key = (fmt, os.path.join(inner.get('data_root') or '', inner.get('ann_file') or ''),
                json.dumps(inner.get('data_prefix'), sort_keys=True, default=str),

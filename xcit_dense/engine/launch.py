@@ -16,6 +16,7 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
 from ..checkpoint.io import load_state_dict_file
+from .data_check import innermost_dataset
 from .preflight import UsageError, check_cfg_options
 from .resume import ATOMIC_BACKEND, find_resume_checkpoint
 from .weights import apply_deprecated_pretrained
@@ -175,10 +176,7 @@ def apply_tta(cfg) -> None:
     if tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel'):
         tta_model['type'] = _mask_tta_model()
     cfg.model = ConfigDict(**tta_model, module=cfg.model)
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:  # dataset wrappers
-        dataset = dataset.dataset
-    dataset.pipeline = copy.deepcopy(cfg.tta_pipeline)
+    innermost_dataset(cfg.test_dataloader.dataset).pipeline = copy.deepcopy(cfg.tta_pipeline)
 
 
 @contextlib.contextmanager
@@ -279,13 +277,10 @@ def setup_launch(cfg, launcher: str = 'none') -> None:
       initialisation calls ``torch.cuda.set_device``, and the model is wrapped by
       :class:`~xcit_dense.engine.distributed.CPUDistributedDataParallel`, since torch's DDP
       rejects ``device_ids`` for CPU modules.
-    * AMP needs a GPU: asking for it on CPU is an error (:class:`UsageError`), not a silent
-      fp32 run.
     """
     cuda = torch.cuda.is_available()
     distributed = launcher != 'none'
     fall_back_from_sync_bn(cfg, launcher)
-    check_amp_available(cfg)
     if cuda:
         return
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'

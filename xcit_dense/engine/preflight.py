@@ -66,20 +66,26 @@ def check_model_builds(cfg):
 def check_backbone_weights(model) -> None:
     """Load the pretrained weights that the model's XCiT or CrossViT backbone names in its
     ``init_cfg`` (as the runner will), so that a checkpoint that cannot be read or does not
-    fit the backbone is reported before the run starts. Other backbones are left to the
-    runner."""
+    fit the backbone is reported before the run starts, in the first process of a job only
+    (see :func:`~xcit_dense.engine.data_check.job_rank`: its error ends the job). Other
+    backbones are left to the runner.
+
+    Raises:
+        CheckpointReadError, CheckpointMismatchError: The reader's or the backbone's error,
+            with a last line saying where the backbone's weights are set.
+    """
     from ..models.base import DenseBackbone
+    from .data_check import job_rank
     backbone = getattr(model, 'backbone', None)
-    if not (isinstance(backbone, DenseBackbone) and backbone.init_cfg):
+    if not (isinstance(backbone, DenseBackbone) and backbone.init_cfg) or job_rank() != 0:
         return
     try:
         backbone.init_weights()
     except (CheckpointMismatchError, CheckpointReadError) as e:
-        raise UsageError(
-            f"the backbone's pretrained weights (model.backbone.init_cfg, where "
-            f'model.pretrained also goes) cannot be loaded: {e}\nIf a base config set them '
-            'for another backbone, set model.pretrained=None or model.backbone.init_cfg=None '
-            '(in your config or with --cfg-options).') from e
+        raise type(e)(
+            f"{e}\nThe backbone's weights are model.backbone.init_cfg's (model.pretrained goes "
+            'there too); if a base config set them for another backbone, set '
+            'model.pretrained=None.') from e
 
 
 def check_checkpoint_exists(checkpoint: str) -> None:

@@ -7,7 +7,8 @@ from mmengine.dist import barrier, get_dist_info
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader
 
-from ..checkpoint import CheckpointMismatchError, describe_checkpoint, load_state_dict_file
+from ..checkpoint import (CheckpointMismatchError, CheckpointReadError, describe_checkpoint,
+                          load_state_dict_file)
 from .preflight import UsageError
 
 
@@ -93,9 +94,41 @@ def apply_deprecated_pretrained(cfg, from_command_line: bool = False) -> None:
         f'--cfg-options model.backbone.init_cfg.checkpoint={pretrained}')
 
 
+def check_test_checkpoint(cfg, path: str) -> Optional[str]:
+    """``tools/test.py``'s checkpoint, checked before the run prints anything: read safely and
+    loaded strictly into the config's model, by the first process of a job (its error ends
+    the job; see :func:`~xcit_dense.engine.data_check.job_rank`); the config's EMA hooks are
+    dropped in every process (:func:`drop_ema_hooks`). Returns what is evaluated, to tell the
+    user (``None`` where EMA plays no part, and in the other processes).
+
+    Raises:
+        CheckpointReadError: The file cannot be read safely; names it.
+        CheckpointMismatchError: It does not fit the model; names it, as
+            :func:`checkpoint_mismatch`.
+    """
+    from .data_check import job_rank
+    from .preflight import check_model_builds
+    if job_rank() != 0:
+        drop_ema_hooks(cfg, {})
+        return None
+    checkpoint = load_state_dict_file(path)
+    load_model_strictly(check_model_builds(cfg), checkpoint, path,
+                        'be evaluated at its initialisation')
+    return drop_ema_hooks(cfg, checkpoint)
+
+
+def _is_ema_hook(hook_type) -> bool:
+    """Whether a hook config's ``type`` (a registered name, scoped or not, or a class) is
+    mmengine's ``EMAHook`` or a subclass of it."""
+    from mmengine.hooks import EMAHook
+    from mmengine.registry import HOOKS
+    cls = HOOKS.get(hook_type) if isinstance(hook_type, str) else hook_type
+    return isinstance(cls, type) and issubclass(cls, EMAHook)
+
+
 def drop_ema_hooks(cfg, checkpoint: Dict) -> Optional[str]:
     """Evaluate the weights that a checkpoint's ``state_dict`` holds, without the config's
-    ``EMAHook``, in place; returns what was evaluated, to tell the user (``None`` where EMA
+    ``EMAHook``, in place; returns what is evaluated, to tell the user (``None`` where EMA
     plays no part).
 
     mmengine's ``EMAHook`` saves the averaged weights as the checkpoint's ``state_dict`` (the
@@ -106,7 +139,7 @@ def drop_ema_hooks(cfg, checkpoint: Dict) -> Optional[str]:
     is what gets evaluated.
     """
     hooks = list(cfg.get('custom_hooks') or [])
-    kept = [h for h in hooks if str(h.get('type', '')).split('.')[-1] != 'EMAHook']
+    kept = [h for h in hooks if not _is_ema_hook(h.get('type'))]
     has_ema = 'ema_state_dict' in checkpoint
     if len(kept) == len(hooks) and not has_ema:
         return None
@@ -114,8 +147,9 @@ def drop_ema_hooks(cfg, checkpoint: Dict) -> Optional[str]:
     if has_ema:
         return ('the EMA-averaged weights (the checkpoint\'s state_dict, where EMAHook saves '
                 'them; the raw weights in ema_state_dict are not used)')
-    return ('the checkpoint\'s state_dict; it holds no EMA weights (no ema_state_dict), so '
-            'the weights evaluated are the raw ones, not an average')
+    return ('the checkpoint\'s state_dict, where EMAHook saves the averaged weights; the file '
+            'has no ema_state_dict (published checkpoints keep state_dict only), so whether '
+            'they are an average cannot be told from it')
 
 
 def checkpoint_mismatch(model, name: str, checkpoint: Dict, error: Exception,
@@ -156,8 +190,8 @@ def load_checkpoint_strictly(runner, filename: str) -> None:
     """
     try:
         runner.load_checkpoint(filename, map_location='cpu', strict=True)
-    except CheckpointMismatchError:
-        raise  # a backbone's own check: it names the file already
+    except (CheckpointMismatchError, CheckpointReadError):
+        raise  # a backbone's own check, or the file's reader: they name the file already
     except RuntimeError as e:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         raise checkpoint_mismatch(model, filename, load_state_dict_file(filename), e,

@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
+from ..engine.data_check import innermost_dataset
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -135,20 +137,51 @@ def set_num_classes(node, toy: ToyData) -> None:
             set_num_classes(value, toy)
 
 
-def _innermost(dataset: Dict) -> Dict:
-    """The dataset inside wrappers (``RepeatDataset``, ``MultiImageMixDataset``...)."""
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
-    return dataset
+# The widths a neck or head reads from the backbone.
+WIDTH_KEYS = ('in_channels', 'c1_in_channels')
+
+
+def _replace_widths(node, old: int, new: int) -> None:
+    """Every input width (:data:`WIDTH_KEYS`) of ``old`` channels, alone or in a list, becomes
+    ``new``, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in WIDTH_KEYS and (value == old or (
+                    isinstance(value, (list, tuple)) and value and set(value) == {old})):
+                node[key] = new if value == old else type(value)([new] * len(value))
+            else:
+                _replace_widths(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _replace_widths(value, old, new)
+
+
+def use_small_xcit(model: Dict, arch: str = 'nano_12') -> None:
+    """A 12-block XCiT backbone of a model config becomes the 12-block preset ``arch`` (by
+    default XCiT-N12, width 128), in place, with the neck's and heads' input widths changed
+    to match; other backbones and depths are left as they are."""
+    from ..models.xcit import resolve_arch
+    backbone = model.get('backbone') or {}
+    if str(backbone.get('type', '')).split('.')[-1] != 'XCiT':
+        return
+    old, new = resolve_arch(backbone.arch), resolve_arch(arch)
+    if old['depth'] != new['depth']:
+        return
+    backbone.arch = arch
+    _replace_widths({k: v for k, v in model.items() if k != 'backbone'}, old['embed_dim'],
+                    new['embed_dim'])
 
 
 def shrink_to_toy(cfg: Config, kind: str, data_root: str, iters: int = 2,
-                  num_test: int = 2) -> Config:
+                  num_test: int = 2, small_arch: bool = False) -> Config:
     """``cfg`` on the toy data of ``kind`` (:data:`TOY_DATA`) at ``data_root``, in place: a
     train run of ``iters`` iterations of batch 2 writing one checkpoint, a test run on the
-    first ``num_test`` validation images, data loaded in the main process."""
+    first ``num_test`` validation images, data loaded in the main process; with
+    ``small_arch``, XCiT-S12 and T12 become N12 (:func:`use_small_xcit`)."""
     toy = TOY_DATA[kind]
     model = cfg.model
+    if small_arch:
+        use_small_xcit(model)
     if 'backbone' in model:
         model.backbone.init_cfg = None  # random weights: nothing to download
     set_num_classes(model, toy)
@@ -167,7 +200,7 @@ def shrink_to_toy(cfg: Config, kind: str, data_root: str, iters: int = 2,
         loader.batch_size = 2 if split == 'train' else 1
         loader.num_workers, loader.persistent_workers = 0, False
         scale_image_sizes(loader.dataset, toy.scale)
-        dataset = _innermost(loader.dataset)
+        dataset = innermost_dataset(loader.dataset)
         if dataset.get('type', '').split('.')[-1] == 'ADE20KDataset':  # fixes ADE's classes
             dataset.update(type='BaseSegDataset', img_suffix='.jpg', seg_map_suffix='.png',
                            reduce_zero_label=True)
