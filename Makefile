@@ -41,12 +41,13 @@ demo-seg-crossvit:
 		DEMO_SEG_DIR=work_dirs/demo_seg_crossvit
 
 # Every shipped config, and mmdet/mmseg heads we do not ship, through tools/train.py (two
-# iterations) and tools/test.py on the toy data; the table goes to work_dirs/head_matrix/.
+# iterations) and tools/test.py on the toy data; the table goes to docs/head_matrix.md.
 head-matrix: setup
 	$(PY) tools/make_toy_data.py coco data/toy_coco
 	$(PY) tools/make_toy_data.py coco-panoptic data/toy_coco_panoptic
 	$(PY) tools/make_toy_data.py ade data/toy_ade
-	$(PY) tools/analysis_tools/head_matrix.py --out-dir work_dirs/head_matrix
+	$(PY) tools/analysis_tools/head_matrix.py --out-dir work_dirs/head_matrix \
+		--doc docs/head_matrix.md
 
 lint: setup
 	$(PY) -m flake8 xcit_dense tools tests

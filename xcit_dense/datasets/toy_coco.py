@@ -12,6 +12,17 @@ import numpy as np
 from .shapes import SHAPES, draw_scene, polygon_area
 
 
+def instance_annotation(ann_id: int, image_id: int, label: int, points) -> Dict:
+    """A COCO instance annotation of a drawn shape (class index ``label`` into SHAPES): its
+    polygon, box and area."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, y0 = min(xs), min(ys)
+    return dict(id=ann_id, image_id=image_id, category_id=label + 1,
+                segmentation=[[round(v, 2) for p in points for v in p]],
+                bbox=[round(x0, 2), round(y0, 2), round(max(xs) - x0, 2), round(max(ys) - y0, 2)],
+                area=round(polygon_area(points), 2), iscrowd=0)
+
+
 def generate_toy_coco(root: str, num_train: int = 160, num_val: int = 40, size: int = 160,
                       max_objects: int = 4, seed: int = 0) -> Dict[str, str]:
     """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json``
@@ -30,15 +41,8 @@ def generate_toy_coco(root: str, num_train: int = 160, num_val: int = 40, size: 
             file_name = f'{image_id:06d}.png'
             img.save(os.path.join(root, split, file_name))
             images.append(dict(id=image_id, file_name=file_name, width=size, height=size))
-            for label, points in objects:
-                xs, ys = [p[0] for p in points], [p[1] for p in points]
-                x0, y0 = min(xs), min(ys)
-                annotations.append(dict(
-                    id=len(annotations) + 1, image_id=image_id, category_id=label + 1,
-                    segmentation=[[round(v, 2) for p in points for v in p]],
-                    bbox=[round(x0, 2), round(y0, 2), round(max(xs) - x0, 2),
-                          round(max(ys) - y0, 2)],
-                    area=round(polygon_area(points), 2), iscrowd=0))
+            annotations += [instance_annotation(len(annotations) + k, image_id, label, points)
+                            for k, (label, points) in enumerate(objects, 1)]
         categories = [dict(id=i + 1, name=name) for i, name in enumerate(SHAPES)]
         ann_file = os.path.join(root, 'annotations', f'instances_{split}.json')
         os.makedirs(os.path.dirname(ann_file), exist_ok=True)

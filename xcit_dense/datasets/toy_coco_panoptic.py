@@ -7,7 +7,10 @@ The layout of COCO panoptic 2017, as mmdet's ``CocoPanopticDataset`` and
 id as R + 256 G + 256² B, panopticapi's ``id2rgb``; 0 would be unlabelled, unused here). Each
 PNG bears its image's name, as in COCO (``<image id, 12 digits>``), which is how mmdet finds
 it. Things: circle, square, triangle (``isthing`` 1), one segment per shape; stuff:
-``background`` (``isthing`` 0), one segment covering the rest of the image.
+``background`` (``isthing`` 0), one segment covering the rest of the image. As COCO does, the
+split also has its things as instances, ``root/annotations/instances_{train,val}.json`` (the
+shapes' polygons, as :func:`~xcit_dense.datasets.toy_coco.generate_toy_coco` writes them), for
+the instance metrics of panoptic models (Mask2Former's ``CocoMetric``).
 """
 import json
 import os
@@ -17,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .shapes import SHAPES, draw_scene
+from .toy_coco import instance_annotation
 
 STUFF = ('background', )
 CLASSES = SHAPES + STUFF
@@ -46,7 +50,7 @@ def generate_toy_coco_panoptic(root: str, num_train: int = 160, num_val: int = 4
         png_dir = os.path.join(root, 'annotations', f'panoptic_{split}')
         os.makedirs(os.path.join(root, split), exist_ok=True)
         os.makedirs(png_dir, exist_ok=True)
-        images, annotations = [], []
+        images, annotations, instances = [], [], []
         for image_id in range(1, count + 1):
             img, objects = draw_scene(rng, size, max_objects=4)
             # the shapes' pixels as the image has them: the same polygons, rasterised alike
@@ -73,8 +77,13 @@ def generate_toy_coco_panoptic(root: str, num_train: int = 160, num_val: int = 4
             images.append(dict(id=image_id, file_name=file_name, width=size, height=size))
             annotations.append(dict(image_id=image_id, file_name=file_name,
                                     segments_info=segments))
+            instances += [instance_annotation(len(instances) + k, image_id, label, points)
+                          for k, (label, points) in enumerate(objects, 1)]
         ann_file = os.path.join(root, 'annotations', f'panoptic_{split}.json')
         with open(ann_file, 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+        with open(os.path.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(dict(images=images, annotations=instances,
+                           categories=[c for c in categories if c['isthing']]), f)
         ann_files[split] = ann_file
     return ann_files

@@ -37,14 +37,15 @@ class ToyData:
             side; 128 px over ADE20k's 512 px crops): every image size in a config is scaled
             by it.
         splits: Per split (``'train'``, ``'test'``), the dataset keys that point at the data.
-        evaluator: Keys of the test evaluator that point at the data (COCO's ground truth).
+        evaluators: Per test evaluator type, its keys that point at the data (COCO's ground
+            truth).
         num_classes: Per head key (``num_classes``, ``num_things_classes``...), the value the
             full dataset's configs set and the toy data's.
     """
     classes: Sequence[str]
     scale: float
     splits: Dict[str, Dict]
-    evaluator: Dict = field(default_factory=dict)
+    evaluators: Dict[str, Dict] = field(default_factory=dict)
     num_classes: Dict[str, Dict[int, int]] = field(default_factory=dict)
 
 
@@ -57,7 +58,7 @@ TOY_DATA = {
     'coco': ToyData(
         classes=('circle', 'square', 'triangle'), scale=0.2,
         splits=dict(train=_coco_split('train'), test=_coco_split('val')),
-        evaluator=dict(ann_file='annotations/instances_val.json'),
+        evaluators=dict(CocoMetric=dict(ann_file='annotations/instances_val.json')),
         num_classes=dict(num_classes={80: 3}, num_things_classes={80: 3})),
     # tools/make_toy_data.py coco-panoptic: 3 things and 1 stuff class
     'coco-panoptic': ToyData(
@@ -66,8 +67,9 @@ TOY_DATA = {
                             data_prefix=dict(img=f'{name}/',
                                              seg=f'annotations/panoptic_{name}/'))
                 for split, name in (('train', 'train'), ('test', 'val'))},
-        evaluator=dict(ann_file='annotations/panoptic_val.json',
-                       seg_prefix='annotations/panoptic_val/'),
+        evaluators=dict(CocoPanopticMetric=dict(ann_file='annotations/panoptic_val.json',
+                                                seg_prefix='annotations/panoptic_val/'),
+                        CocoMetric=dict(ann_file='annotations/instances_val.json')),
         num_classes=dict(num_classes={133: 4, 80: 3}, num_things_classes={80: 3},
                          num_stuff_classes={53: 1})),
     # tools/make_toy_data.py ade
@@ -212,9 +214,8 @@ def shrink_to_toy(cfg: Config, kind: str, data_root: str, iters: int = 2,
     for key in ('val_evaluator', 'test_evaluator'):
         evaluators = cfg.get(key)
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
-            if evaluator and evaluator.get('type', '').split('.')[-1] != 'IoUMetric':
-                evaluator.update({k: os.path.join(data_root, v)
-                                  for k, v in toy.evaluator.items()})
+            paths = toy.evaluators.get(str((evaluator or {}).get('type')).split('.')[-1], {})
+            evaluator.update({k: os.path.join(data_root, v) for k, v in paths.items()})
     loop = cfg.train_cfg
     by_epoch = 'max_epochs' in loop
     if by_epoch:  # `iters` batches make one epoch
