@@ -47,7 +47,9 @@ def test_deterministic_by_seed(tmp_path):
         generate_toy_coco_panoptic(str(tmp_path / name), 3, 2, size=64, seed=seed)
     a, b, c = (files(tmp_path / name) for name in 'abc')
     assert a == b and a.keys() == c.keys() and a != c
-    assert sorted(a)[:3] == ['annotations/panoptic_train.json',
+    assert sorted(a)[:5] == ['annotations/instances_train.json',
+                             'annotations/instances_val.json',
+                             'annotations/panoptic_train.json',
                              'annotations/panoptic_train/000000000001.png',
                              'annotations/panoptic_train/000000000002.png']
 
