@@ -42,7 +42,7 @@ def test_config_builds_predicts_and_slides(paths):
         # one window covering the image computes exactly the whole-image inference
         model.test_cfg = ConfigDict(mode='slide', crop_size=(H, W), stride=(H, W))
         one_window = model.predict(inputs, dummy_data_samples('mmseg', H, W))
-        model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(48, 48))
+        model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 96), stride=(32, 32))
         slide = model.predict(inputs, dummy_data_samples('mmseg', H, W))
     assert [f.shape[-2:] for f in feats] == [(H // s, W // s) for s in (4, 8, 16, 32)]
     assert torch.allclose(one_window[0].seg_logits.data, whole[0].seg_logits.data, atol=1e-5)
