@@ -45,11 +45,14 @@ IMPORT = "custom_imports = dict(imports=['xcit_dense'], allow_failed_imports=Fal
 RGB = ("data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], "
        'bgr_to_rgb=True)')
 
+# An FPN neck's four inputs from XCiT's four levels, as most mmdet heads read them.
+FPN_NECK = f"""
+model = dict(backbone={xcit()},
+             neck=dict(in_channels=[384] * 4))"""
+
 # name -> (toy data, mmdet's / mmseg's config, the lines that put XCiT in, why where needed)
 UNSHIPPED: Dict[str, Tuple[str, str, str]] = {
-    'Faster R-CNN': ('coco', 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
+    'Faster R-CNN': ('coco', 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', FPN_NECK),
     'Deformable DETR': ('coco', 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
                         f"""
 model = dict(backbone={xcit((8, 16, 32))},
@@ -62,21 +65,12 @@ model = dict(backbone={xcit((32,))},
 model = dict({RGB},
              backbone={xcit((8, 16, 32))},
              neck=dict(in_channels=[384] * 3))"""),
-    'Sparse R-CNN': ('coco', 'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
-    'TOOD': ('coco', 'mmdet::tood/tood_r50_fpn_1x_coco.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
-    'SOLOv2': ('coco', 'mmdet::solov2/solov2_r50_fpn_1x_coco.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
-    'CondInst': ('coco', 'mmdet::condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
-    'Panoptic FPN': ('coco-panoptic', 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py', f"""
-model = dict(backbone={xcit()},
-             neck=dict(in_channels=[384] * 4))"""),
+    'Sparse R-CNN': ('coco', 'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py', FPN_NECK),
+    'TOOD': ('coco', 'mmdet::tood/tood_r50_fpn_1x_coco.py', FPN_NECK),
+    'SOLOv2': ('coco', 'mmdet::solov2/solov2_r50_fpn_1x_coco.py', FPN_NECK),
+    'CondInst': ('coco', 'mmdet::condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py', FPN_NECK),
+    'Panoptic FPN': ('coco-panoptic', 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py',
+                     FPN_NECK),
     'Mask2Former panoptic': (
         'coco-panoptic', 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py', f"""
 model = dict(backbone={xcit()},

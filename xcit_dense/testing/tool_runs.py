@@ -242,9 +242,6 @@ class ToolRun:
     def ok(self) -> bool:
         return self.train_rc == 0 and self.test_rc == 0
 
-    def metric_line(self) -> str:
-        return ', '.join(f'{k} {v:.4g}' for k, v in self.metrics.items())
-
 
 # mmengine's test log line: "Epoch(test) [2/2]    coco/bbox_mAP: 0.0000  coco/bbox_mAP_50: ..."
 _METRIC = re.compile(r'([\w./-]+): (-?\d+(?:\.\d+)?(?:e-?\d+)?)')
