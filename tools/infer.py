@@ -2,6 +2,7 @@
 
     python tools/infer.py CONFIG CHECKPOINT_OR_URL IMAGE_FOLDER_OR_URL [--out-dir DIR]
         [--out-file pred.png] [--batch-size N] [--device cpu|cuda:0] [--score-thr 0.3]
+        [--resolution config|native|FACTOR] [--max-side PIXELS]
 
 mmdet's DetInferencer runs detection configs (default_scope 'mmdet'), mmseg's MMSegInferencer
 segmentation configs ('mmseg'). Per image it writes DIR/vis/NAME.png (detection: masks, boxes
@@ -10,6 +11,11 @@ colours with a legend of the classes present; images under 512 px are drawn enla
 px) and DIR/preds/NAME.json (every prediction; see xcit_dense/engine/inference.py), plus, for
 segmentation, the class-index map DIR/preds/NAME_labels.png. The checkpoint must fit the config
 (every tensor, as in tools/test.py).
+
+Images are resized by the config's test pipeline (e.g. to 1333x800) unless --resolution
+native runs each at its own size, whole (a factor such as 0.5 scales it, --max-side caps its
+long side); predictions are in the image's own coordinates either way. Pictures of images
+over 4096 px are drawn reduced; the JSON and label maps keep full resolution.
 """
 import argparse
 import os
@@ -17,6 +23,7 @@ import os
 import xcit_dense  # noqa: F401  (registers modules and checkpoint readers)
 from xcit_dense.engine import short_errors
 from xcit_dense.engine.inference import run_inference
+from xcit_dense.engine.resolution import add_resolution_args, parse_resolution
 
 
 def parse_args():
@@ -33,13 +40,16 @@ def parse_args():
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: draw the instances scored this or more (0-1; the '
                         'JSON holds them all)')
+    add_resolution_args(parser)
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    resolution = parse_resolution(args.resolution, args.max_side)
     outputs = run_inference(args.config, args.checkpoint, args.image, args.out_dir,
-                            args.out_file, args.batch_size, args.device, args.score_thr)
+                            args.out_file, args.batch_size, args.device, args.score_thr,
+                            resolution)
     for out in outputs:
         if out['task'] == 'detection':
             shown = sum(i['score'] >= args.score_thr for i in out['instances'])
@@ -47,7 +57,9 @@ def main():
                     f'>= {args.score_thr:.2f} drawn')
         else:
             what = ', '.join(f'{name} {n}' for name, n in out['pixels'].items()) + ' pixels'
-        print(f"{out['image']}: {what} -> {out['picture']}, {out['json']}")
+        size = 'x'.join(str(v) for v in out['predicted_at'][::-1])
+        print(f"{out['image']} (predicted at {size}): {what} -> {out['picture']}, "
+              f"{out['json']}")
 
 
 if __name__ == '__main__':

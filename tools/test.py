@@ -1,6 +1,7 @@
 """Evaluate a trained detector (box/mask mAP) or segmentor (mIoU) on the test set.
 
     python tools/test.py CONFIG CHECKPOINT_OR_URL [--out results.pkl] [--show-dir vis] [--tta]
+        [--resolution config|native|FACTOR] [--max-side PIXELS]
 
 The checkpoint may be one of the XCiT release's (mmdet 2.11 / mmseg 0.11 files) or ours, a
 local file or a URL (downloaded once into torch's hub cache). Every tensor of the model must
@@ -8,7 +9,9 @@ come from it: a checkpoint that leaves part of the model at its initialisation i
 listing the missing and unexpected keys. The release's ``--eval bbox segm`` / ``--eval mIoU``
 and mmseg 0.x's ``--options`` are accepted. ``--tta`` evaluates with test-time augmentation:
 the config's ``tta_pipeline`` (scales x flips) and ``tta_model`` (mmdet's ``DetTTAModel``,
-extended to masks, or mmseg's ``SegTTAModel``) merge each image's views.
+extended to masks, or mmseg's ``SegTTAModel``) merge each image's views. ``--resolution
+native`` evaluates every test image at its own size, whole, instead of the config's test resize
+(a factor such as 0.5 scales it, ``--max-side`` caps the long side).
 """
 import argparse
 import os
@@ -20,7 +23,10 @@ import xcit_dense  # noqa: F401  (registers modules, allow-lists mmengine checkp
 from xcit_dense.engine import (apply_tta, check_checkpoint_exists, check_datasets_exist,
                                check_test_checkpoint, config_scope, finish_launch,
                                load_checkpoint_strictly, load_run_config, parse_run_args,
-                               select_metrics, setup_launch, short_errors, tta_module_as_model)
+                               select_metrics, setup_launch, short_errors, tta_module_as_model,
+                               UsageError)
+from xcit_dense.engine.resolution import (add_resolution_args, parse_resolution,
+                                          set_test_resolution)
 
 
 def parse_args():
@@ -40,6 +46,7 @@ def parse_args():
     parser.add_argument('--tta', action='store_true', help='test-time augmentation: the '
                         'config\'s tta_pipeline (e.g. scales x flips) and tta_model, which '
                         'merges the views of each image')
+    add_resolution_args(parser)
     return parse_run_args(parser)
 
 
@@ -65,6 +72,11 @@ def main():
     check_checkpoint_exists(args.checkpoint)
     check_datasets_exist(cfg, loaders=('test_dataloader',))
     evaluated = check_test_checkpoint(cfg, args.checkpoint)
+    resolution = parse_resolution(args.resolution, args.max_side)
+    if args.tta and not resolution.from_config:
+        raise UsageError('--tta and --resolution/--max-side cannot be combined: the '
+                         "config's tta_pipeline sets the scales of the views")
+    set_test_resolution(cfg, resolution)
     if args.tta:
         apply_tta(cfg)
     if args.eval:

@@ -1,8 +1,10 @@
 """Registers xcit_dense's modules into other libraries' registries: the backbones, the
-``LoadImageChecked`` transform and the optimizer constructors (no weight decay, layer-wise
-learning-rate decay) into mmdet's and mmseg's; the CPU DDP wrapper and training hooks into
-mmengine's MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's reader of paths
-and URLs.
+``LoadImageChecked`` and ``ResizeToResolution`` transforms and the optimizer constructors (no
+weight decay, layer-wise learning-rate decay) into mmdet's and mmseg's; subclasses of their
+FPN, RPN head, Semantic FPN decoder and ``EncoderDecoder``, under the same names, whose CPU
+inference of large maps streams (:mod:`xcit_dense.streamed_det`,
+:mod:`xcit_dense.streamed_seg`); the CPU DDP wrapper and training hooks into mmengine's
+MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's reader of paths and URLs.
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -30,7 +32,7 @@ def register_all() -> list:
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
     for hook in (RNGStateHook, NonFiniteLossHook):
         HOOKS.register_module(module=hook, force=True)
-    from .datasets.transforms import LoadImageChecked
+    from .datasets.transforms import LoadImageChecked, ResizeToResolution
     scopes = []
     for scope in ('mmdet', 'mmseg'):
         try:
@@ -39,8 +41,13 @@ def register_all() -> list:
             continue
         for name, module in BACKBONES.items():
             registries.MODELS.register_module(name=name, module=module, force=True)
-        registries.TRANSFORMS.register_module(module=LoadImageChecked, force=True)
+        for transform in (LoadImageChecked, ResizeToResolution):
+            registries.TRANSFORMS.register_module(module=transform, force=True)
         for constructor in (NoDecayOptimWrapperConstructor, LayerDecayOptimWrapperConstructor):
             registries.OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=constructor, force=True)
+        # mmdet's and mmseg's own names: their inference of large maps streams
+        streamed = importlib.import_module(f'.streamed_{scope[2:]}', __package__)
+        for module in streamed.STREAMED_MODULES:
+            registries.MODELS.register_module(module=module, force=True)
         scopes.append(scope)
     return scopes

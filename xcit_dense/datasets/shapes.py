@@ -59,3 +59,21 @@ def draw_scene(rng: np.random.Generator, size: int, max_objects: int,
         draw.polygon(points, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
         objects.append((label, points))
     return img, objects
+
+
+def draw_large_scene(rng: np.random.Generator, height: int, width: int, tile: int = 160,
+                     max_objects: int = 4) -> Tuple[np.ndarray, List[Tuple[int, Polygon]]]:
+    """A ``height`` x ``width`` RGB array tiled with toy scenes of ``tile`` pixels (the demo
+    models' training images, so objects keep the scale they learned; edge tiles are cut),
+    and each shape's (class index, polygon in the large image's coordinates)."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    objects = []
+    for y in range(0, height, tile):
+        for x in range(0, width, tile):
+            scene, shapes = draw_scene(rng, tile, max_objects)
+            h, w = min(tile, height - y), min(tile, width - x)
+            image[y:y + h, x:x + w] = np.asarray(scene)[:h, :w]
+            objects += [(label, [(px + x, py + y) for px, py in points])
+                        for label, points in shapes
+                        if max(px for px, _ in points) < w and max(py for _, py in points) < h]
+    return image, objects

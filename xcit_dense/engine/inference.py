@@ -25,11 +25,13 @@ from mmengine.config import Config
 
 from .build import config_scope
 from .preflight import UsageError, check_checkpoint_exists
+from .resolution import Resolution, set_test_resolution
 from .weights import load_model_strictly
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 SMALL_IMAGE = 512  # images whose long side is under this are drawn enlarged ...
 CANVAS = 640  # ... to this long side
+LARGE_PICTURE = 4096  # pictures of larger images are drawn reduced to this long side
 URL_PREFIXES = ('http://', 'https://')
 
 
@@ -94,9 +96,48 @@ def read_image(source: str) -> np.ndarray:
         image = mmcv.imfrombytes(data)
     except Exception:
         image = None
+    del data  # the encoded bytes: not held beside the decoded image
     if image is None:
         raise UsageError(f'Image {source!r} cannot be decoded (corrupt or not an image)')
     return image
+
+
+def _bits_per_sample(path: str, image) -> int:
+    """Bits per colour sample of a PNG (its header) or TIFF (its tag); 8 for other formats."""
+    if image.format == 'PNG':
+        with open(path, 'rb') as f:
+            return f.read(25)[24]  # IHDR bit depth
+    if image.format == 'TIFF':
+        bits = image.tag_v2.get(258, (8,))
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
+def check_image_file(path: str) -> Tuple[int, int]:
+    """An image file's height and width from its header, without decoding it (PIL's pixel
+    limit does not apply: large images are what this toolkit is for). A
+    :class:`UsageError` names a file with several pages or more than 8 bits per sample, which
+    the models (trained on 8-bit RGB) cannot take as they are; a file PIL cannot identify is
+    decoded in full instead (OpenCV reads more formats)."""
+    from PIL import Image, UnidentifiedImageError
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            pages = getattr(image, 'n_frames', 1)
+            bits = _bits_per_sample(path, image)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return read_image(path).shape[:2]
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if pages > 1 and path.lower().endswith(('.tif', '.tiff')):
+        raise UsageError(f'Image {path!r} is a TIFF of {pages} pages; give one page per file '
+                         '(e.g. tiffsplit, or PIL: Image.open(f).seek(i) then save)')
+    if bits > 8:
+        raise UsageError(f'Image {path!r} has {bits} bits per sample; the models take 8-bit '
+                         'RGB images: convert it to 8 bits with the scaling that suits your '
+                         'data (e.g. its 0.1-99.9 percentile range) and save it as PNG or JPEG')
+    return height, width
 
 
 # ---------------------------------------------------------------------------- inferencers
@@ -176,11 +217,21 @@ def class_palette(meta: Dict, num_classes: int) -> List[Tuple[int, int, int]]:
 
 
 def canvas_scale(height: int, width: int, small: int = SMALL_IMAGE,
-                 canvas: int = CANVAS) -> float:
-    """How much a picture of an image is enlarged: to ``canvas`` on the long side when that is
-    under ``small`` pixels, else not at all."""
+                 canvas: int = CANVAS, large: int = LARGE_PICTURE) -> float:
+    """How much a picture of an image is scaled: enlarged to ``canvas`` on the long side when
+    that is under ``small`` pixels, reduced to ``large`` when it is over it (the JSON and
+    label maps keep the image's own resolution), else not at all."""
     long_side = max(height, width)
-    return canvas / long_side if 0 < long_side < small else 1.0
+    if 0 < long_side < small:
+        return canvas / long_side
+    return large / long_side if long_side > large else 1.0
+
+
+def _resized_picture(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if (height, width) == image.shape[:2]:
+        return image
+    reduce = width < image.shape[1]
+    return mmcv.imresize(image, (width, height), interpolation='area' if reduce else 'bicubic')
 
 
 class _Painter:
@@ -254,8 +305,7 @@ def draw_detections(visualizer, image: np.ndarray, sample, classes: Sequence[str
     image: masks, boxes and a label per instance, 'class 0.87' in the class colour."""
     scale = canvas_scale(*image.shape[:2])
     height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
-    canvas = image if scale == 1 else mmcv.imresize(image, (width, height),
-                                                    interpolation='bicubic')
+    canvas = _resized_picture(image, width, height)
     painter = _Painter(visualizer, canvas)
     instances = sample.pred_instances.cpu()
     keep = (instances.scores >= score_thr).numpy()
@@ -289,8 +339,7 @@ def draw_segmentation(visualizer, image: np.ndarray, sample, classes: Sequence[s
     label_map = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
     scale = canvas_scale(*image.shape[:2])
     height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
-    canvas = image if scale == 1 else mmcv.imresize(image, (width, height),
-                                                    interpolation='bicubic')
+    canvas = _resized_picture(image, width, height)
     labels = label_map if scale == 1 else mmcv.imresize(
         label_map.astype(np.uint16), (width, height), interpolation='nearest').astype(np.int64)
     colors = np.array(palette, dtype=np.float32)
@@ -331,8 +380,14 @@ def _class_name(classes: Sequence[str], label: int) -> str:
 # ---------------------------------------------------------------------------- JSON
 
 
+def predicted_size(sample) -> List[int]:
+    """The [height, width] the image was resized to for the model (before padding)."""
+    return [int(v) for v in sample.metainfo['img_shape'][:2]]
+
+
 def detection_record(sample, source: str, classes: Sequence[str]) -> Dict:
-    """A ``DetDataSample`` as JSON-ready data: the image, its size, the class names and one
+    """A ``DetDataSample`` as JSON-ready data: the image, its size, the size the model saw
+    (``predicted_at``), the class names and one
     entry per instance (label, class, score, box ``[x1, y1, x2, y2]`` in image pixels and, for
     instance masks, the mask as COCO RLE and its area in pixels), most confident first."""
     import pycocotools.mask as mask_util
@@ -353,20 +408,23 @@ def detection_record(sample, source: str, classes: Sequence[str]) -> Dict:
                                  counts=rle['counts'].decode())
             entry['mask_area'] = int(masks[i].sum())
         records.append(entry)
-    return dict(image=source, height=int(height), width=int(width), task='detection',
-                classes=list(classes), instances=records)
+    return dict(image=source, height=int(height), width=int(width),
+                predicted_at=predicted_size(sample), task='detection', classes=list(classes),
+                instances=records)
 
 
 def segmentation_record(sample, source: str, classes: Sequence[str],
                         label_map_file: Optional[str] = None) -> Dict:
-    """A ``SegDataSample`` as JSON-ready data: the image, its size, the class names, the number
+    """A ``SegDataSample`` as JSON-ready data: the image, its size, the size the model saw
+    (``predicted_at``), the class names, the number
     of pixels of each class present, and the file of the class-index map (a PNG whose pixel
     values are class indices), when one was written."""
     label_map = sample.pred_sem_seg.data[0].cpu().numpy()
     counts = np.bincount(label_map.ravel().astype(np.int64))
     pixels = {_class_name(classes, c): int(n) for c, n in enumerate(counts) if n}
     record = dict(image=source, height=int(label_map.shape[0]), width=int(label_map.shape[1]),
-                  task='segmentation', classes=list(classes), pixels=pixels)
+                  predicted_at=predicted_size(sample), task='segmentation',
+                  classes=list(classes), pixels=pixels)
     if label_map_file is not None:
         record['label_map'] = label_map_file
     return record
@@ -396,13 +454,16 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[str] = None,
                   out_file: Optional[str] = None, batch_size: int = 1, device: str = 'cpu',
-                  score_thr: float = 0.3) -> List[Dict]:
+                  score_thr: float = 0.3,
+                  resolution: Resolution = Resolution()) -> List[Dict]:
     """Predict on ``source`` (an image, a folder of images or a URL) and write, per image, a
     picture ``OUT_DIR/vis/NAME.png`` and the predictions ``OUT_DIR/preds/NAME.json`` (and, for
     segmentation, the class-index map ``OUT_DIR/preds/NAME_labels.png``); ``out_file`` names
-    the picture of a single image instead (the JSON beside it). Everything given is checked
-    before the model is built. Returns, per image, the JSON data with the written
-    ``picture`` and ``json`` paths added."""
+    the picture of a single image instead (the JSON beside it). ``resolution`` (see
+    :func:`~xcit_dense.engine.resolution.parse_resolution`) sets the size images are
+    predicted at; predictions are in each image's own coordinates in any case. Everything
+    given is checked before the model is built. Returns, per image, the JSON data with the
+    written ``picture`` and ``json`` paths added."""
     import torch
     if batch_size < 1:
         raise UsageError(f'--batch-size must be at least 1, got {batch_size}')
@@ -420,13 +481,15 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
         if len(sources) != 1:
             raise UsageError(f'--out-file takes one image, but {source} holds {len(sources)}; '
                              'use --out-dir')
-    # Every image must be readable before the model is built. A URL (always the only input)
-    # is downloaded once and kept; files are read again in their batch.
+    # Every image must be readable before the model is built: files by their headers (a
+    # large image is decoded once, in its batch); a URL (always the only input) is downloaded
+    # once and kept.
     downloaded = {s: read_image(s) for s in sources if s.startswith(URL_PREFIXES)}
     for s in sources:
         if s not in downloaded:
-            read_image(s)
+            check_image_file(s)
     scope = config_scope(cfg)
+    set_test_resolution(cfg, resolution)
     inferencer = build_inferencer(cfg, checkpoint, device)
     classes = list(inferencer.model.dataset_meta.get('classes') or [])
     palette = class_palette(inferencer.model.dataset_meta, len(classes))

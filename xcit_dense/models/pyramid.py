@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .norm import build_norm_layer
+from .streaming import StreamedPyramid, can_stream
 
 PYRAMID_STRIDES = (4, 8, 16, 32)
 
@@ -29,9 +30,11 @@ def check_out_strides(out_strides: Sequence[int]) -> Tuple[int, ...]:
     return strides
 
 
-class PyramidLevels(nn.Module):
+class PyramidLevels(StreamedPyramid, nn.Module):
     """A pyramid's level modules, one per stride of ``out_strides``, each named by its level's
-    index among :data:`PYRAMID_STRIDES`; iterating yields the modules."""
+    index among :data:`PYRAMID_STRIDES`; iterating yields the modules. CPU inference of large
+    maps runs level by level in bands of rows
+    (:class:`~xcit_dense.models.streaming.StreamedPyramid`)."""
 
     def __init__(self, out_strides: Sequence[int], levels: List[nn.Module]) -> None:
         super().__init__()
@@ -48,6 +51,19 @@ class PyramidLevels(nn.Module):
     def __getitem__(self, level: int) -> nn.Module:
         """The module of level ``level`` (its index among :data:`PYRAMID_STRIDES`)."""
         return self._modules[str(level)]
+
+    def forward(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """One map per level, from the input map :meth:`level_sources` names. Given a list,
+        the streamed path releases its maps as they are used up."""
+        if len(features) <= max(self.level_sources()):
+            raise ValueError(f'{type(self).__name__} expects {max(self.level_sources()) + 1} '
+                             f'maps, got {len(features)}')
+        if (max(x.shape[2] * x.shape[3] for x in features) > self.BAND_TOKENS
+                and can_stream(self, features[0])):
+            return self.forward_streamed(
+                features if isinstance(features, list) else list(features))
+        sources = self.level_sources()
+        return tuple(level(features[i]) for level, i in zip(self, sources))
 
 
 def _resample(channels: int, in_stride: int, out_stride: int, norm_cfg: Dict) -> nn.Module:
@@ -92,10 +108,13 @@ class SimplePyramid(PyramidLevels):
         super().__init__(out_strides, [_resample(channels, in_stride, s, norm_cfg)
                                        for s in out_strides])
 
+    def level_sources(self) -> Tuple[int, ...]:
+        return tuple(range(len(self)))
+
     def forward(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if len(features) != len(self):
             raise ValueError(f'SimplePyramid expects {len(self)} maps, got {len(features)}')
-        return tuple(op(x) for op, x in zip(self, features))
+        return super().forward(features)
 
 
 def _pyramid_level(channels: int, in_stride: int, out_stride: int,
@@ -140,5 +159,5 @@ class BranchPyramid(PyramidLevels):
         self.sources: Tuple[int, ...] = tuple(sources)
         self.out_channels: Tuple[int, ...] = tuple(channels[i] for i in sources)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        return tuple(level(features[i]) for level, i in zip(self, self.sources))
+    def level_sources(self) -> Tuple[int, ...]:
+        return self.sources

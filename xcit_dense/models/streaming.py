@@ -1,5 +1,5 @@
-"""Streamed CPU inference of XCiT's stem and blocks: the same arithmetic as their plain
-forwards, computed in chunks of tokens and bands of rows.
+"""Streamed CPU inference of XCiT's stem and blocks and of the pyramid adapters: the same
+arithmetic as their plain forwards, computed in chunks of tokens and bands of rows.
 
 On CPU the time per pixel of a plain forward grows once an image's intermediates (the stem's
 first maps, a block's qkv and 4x-wide MLP layer) outgrow the last-level cache. Streaming keeps
@@ -7,9 +7,12 @@ each chunk's intermediates in the cache, and peak memory at a few token maps. It
 plain forward's outputs only where every layer acts per pixel (:func:`can_stream`). On GPUs
 the unchunked path is faster: kernel launches, not the cache, bound it there.
 
-The mixins here are inherited by :class:`~xcit_dense.models.xcit.ConvPatchEmbed` and
-:class:`~xcit_dense.models.xcit.XCABlock`, whose ``forward`` chooses the path.
+The mixins here are inherited by :class:`~xcit_dense.models.xcit.ConvPatchEmbed`,
+:class:`~xcit_dense.models.xcit.XCABlock` and the pyramids
+(:class:`~xcit_dense.models.pyramid.PyramidLevels`); the module's ``forward`` chooses the path.
 """
+from typing import List, Optional, Tuple
+
 import torch
 import torch.nn as nn
 
@@ -142,3 +145,80 @@ class StreamedBlock:
         for s in range(0, end - start, self.STREAM_TOKENS):
             chunk = band[s:s + self.STREAM_TOKENS]
             chunk.addcmul_(self.mlp(self.norm2(chunk)), self.gamma2)
+
+
+def _pair(v) -> Tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def row_factors(level: nn.Module) -> Optional[Tuple[int, int]]:
+    """``(up, down)`` for a pyramid level whose output rows depend only on the input rows they
+    come from (transposed convolutions with kernel = stride, max-pooling with kernel = stride,
+    per-pixel norms and activations): output rows = ceil(up * input rows / down). None for
+    any other level (it runs whole)."""
+    up = down = 1
+    for m in level.modules():
+        if isinstance(m, (nn.Sequential, nn.Identity, nn.GELU, nn.ReLU,
+                          nn.modules.batchnorm._BatchNorm)):
+            continue
+        if (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == m.stride
+                and m.padding == (0, 0) and m.output_padding == (0, 0) and m.groups == 1
+                and m.stride[0] == m.stride[1]):
+            up *= m.stride[0]
+        elif (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == _pair(m.stride)
+                and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1)
+                and _pair(m.stride)[0] == _pair(m.stride)[1]):
+            down *= _pair(m.stride)[0]
+        else:
+            return None
+    return up, down
+
+
+class StreamedPyramid:
+    """The pyramid's inference forward level by level, each level in bands of input rows,
+    written straight into its NCHW output: no second full-size copy of a level (the plain
+    path makes the block outputs' channels-last layout contiguous afterwards), and each input
+    map is released once the last level reading it is done. The levels run smallest output
+    first, so the largest (stride 4, four times the tokens) is computed when the other inputs
+    are already released. Needs the levels to iterate and :meth:`level_sources`."""
+
+    # Input tokens per band: a band's output stays in the last-level cache.
+    BAND_TOKENS = 4096
+
+    def level_sources(self) -> Tuple[int, ...]:
+        """For each level, the index of the input map it reads."""
+        raise NotImplementedError
+
+    def forward_streamed(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """The levels' outputs; ``features`` (a list) is emptied as its maps are used up."""
+        levels = list(self)
+        sources = self.level_sources()
+        outputs: List[Optional[torch.Tensor]] = [None] * len(levels)
+
+        def out_size(i: int) -> int:
+            x, factors = features[sources[i]], row_factors(levels[i]) or (1, 1)
+            return x.shape[2] * x.shape[3] * factors[0] ** 2 // factors[1] ** 2
+
+        for i in sorted(range(len(levels)), key=out_size):
+            x = features[sources[i]]
+            factors = row_factors(levels[i])
+            if factors is None:
+                outputs[i] = levels[i](x).contiguous()
+            else:
+                outputs[i] = self._level_in_bands(levels[i], x, *factors)
+            if all(outputs[j] is not None for j, s in enumerate(sources) if s == sources[i]):
+                features[sources[i]] = None
+        return tuple(outputs)
+
+    def _level_in_bands(self, level: nn.Module, x: torch.Tensor, up: int,
+                        down: int) -> torch.Tensor:
+        H, W = x.shape[2:]
+        band = max(down, -(-self.BAND_TOKENS // W) // down * down)
+        out = None
+        for r0 in range(0, H, band):
+            y = level(x[:, :, r0:r0 + band])
+            if out is None:
+                out = y.new_empty(y.shape[0], y.shape[1], -(-H * up // down), y.shape[3])
+            o0 = r0 * up // down
+            out[:, :, o0:o0 + y.shape[2]] = y
+        return out
