@@ -336,7 +336,7 @@ def draw_segmentation(visualizer, image: np.ndarray, sample, classes: Sequence[s
     """A picture (RGB) of a ``SegDataSample``'s class map over an RGB image, with a legend
     below it: a swatch, the name and the share of the pixels of each class present, most
     frequent first."""
-    label_map = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
+    label_map = sample.pred_sem_seg.data[0].cpu().numpy()
     scale = canvas_scale(*image.shape[:2])
     height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
     canvas = _resized_picture(image, width, height)
@@ -346,7 +346,7 @@ def draw_segmentation(visualizer, image: np.ndarray, sample, classes: Sequence[s
     known = labels < len(colors)
     overlay = canvas.astype(np.float32)
     overlay[known] = (1 - opacity) * overlay[known] + opacity * colors[labels[known]]
-    counts = np.bincount(label_map[label_map < len(colors)].ravel(), minlength=len(colors))
+    counts = np.bincount(label_map.ravel(), minlength=len(colors))[:len(colors)]
     present = [int(c) for c in np.argsort(-counts, kind='stable') if counts[c] > 0]
     # lay the legend out in rows under the picture
     probe = _Painter(visualizer, canvas)

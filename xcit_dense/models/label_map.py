@@ -10,6 +10,7 @@ band's logits exist at full resolution.
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def bilinear_taps(in_size: int, out_size: int,
@@ -37,11 +38,13 @@ def resize_rows(x: torch.Tensor, taps, rows: slice) -> torch.Tensor:
     return x[..., i0, :] * (1 - w1) + x[..., i1, :] * w1
 
 
-def resize_columns(x: torch.Tensor, taps) -> torch.Tensor:
-    """``x`` (..., h, W) resized along W by ``taps`` (:func:`bilinear_taps`)."""
-    i0, i1, w1 = (t.to(x.device) for t in taps)
-    w1 = w1.to(x.dtype)
-    return x[..., i0] * (1 - w1) + x[..., i1] * w1
+def resize_columns(x: torch.Tensor, width: int, align_corners: bool) -> torch.Tensor:
+    """``x`` (C, h, w) or (B, C, h, w) resized bilinearly along w to ``width`` (torch's kernel,
+    its rows left as they are)."""
+    y = x if x.dim() == 4 else x.unsqueeze(0)
+    y = F.interpolate(y, size=(y.shape[2], width), mode='bilinear',
+                      align_corners=align_corners)
+    return y if x.dim() == 4 else y.squeeze(0)
 
 
 def chained_resize_rows(x: torch.Tensor, steps: Sequence[Tuple[Tuple[int, int], bool]],
@@ -50,17 +53,17 @@ def chained_resize_rows(x: torch.Tensor, steps: Sequence[Tuple[Tuple[int, int], 
     align_corners)`` of ``steps`` in turn (as ``F.interpolate``), reading only the rows each
     step needs."""
     sizes = [tuple(x.shape[-2:])] + [tuple(size) for size, _ in steps]
-    taps = [(bilinear_taps(a[0], b[0], corners), bilinear_taps(a[1], b[1], corners))
+    taps = [bilinear_taps(a[0], b[0], corners)
             for a, b, (_, corners) in zip(sizes, sizes[1:], steps)]
     ranges = [(r0, r1)]  # the rows read at each step, from the last back to x
-    for row_taps, _ in reversed(taps):
+    for row_taps in reversed(taps):
         a, b = ranges[0]
         ranges.insert(0, (int(row_taps[0][a:b].min()), int(row_taps[1][a:b].max()) + 1))
     y = x[..., ranges[0][0]:ranges[0][1], :]
-    for (row_taps, col_taps), (a, b), (start, _) in zip(taps, ranges[1:], ranges):
+    for row_taps, (size, corners), (a, b), (start, _) in zip(taps, steps, ranges[1:], ranges):
         i0, i1, w1 = (t[a:b] for t in row_taps)
         y = resize_columns(resize_rows(y, (i0 - start, i1 - start, w1), slice(None)),
-                           col_taps)
+                           size[1], corners)
     return y
 
 
@@ -79,9 +82,7 @@ def banded_label_map(logits: torch.Tensor, padded_size: Sequence[int],
     Hc, Wc = Hp - top - bottom, Wp - left - right
     Ho, Wo = out_size if out_size is not None else (Hc, Wc)
     first_rows = bilinear_taps(logits.shape[1], Hp, align_corners)
-    first_cols = bilinear_taps(logits.shape[2], Wp, align_corners)
     second_rows = bilinear_taps(Hc, Ho, align_corners)
-    second_cols = bilinear_taps(Wc, Wo, align_corners)
     resized = (Ho, Wo) != (Hc, Wc)
     labels = torch.empty(1, Ho, Wo, dtype=torch.long, device=logits.device)
     band = max(1, band_bytes // (C * max(Wp, Wo) * logits.element_size()))
@@ -97,7 +98,8 @@ def banded_label_map(logits: torch.Tensor, padded_size: Sequence[int],
             p0, p1 = top + Hc - c1, top + Hc - c0
         else:
             p0, p1 = top + c0, top + c1
-        rows = resize_columns(resize_rows(logits, first_rows, slice(p0, p1)), first_cols)
+        rows = resize_columns(resize_rows(logits, first_rows, slice(p0, p1)), Wp,
+                              align_corners)
         rows = rows[:, :, left:left + Wc]
         if flip == 'vertical':
             rows = rows.flip(1)
@@ -105,7 +107,7 @@ def banded_label_map(logits: torch.Tensor, padded_size: Sequence[int],
             rows = rows.flip(2)
         if resized:
             i0, i1, w1 = (t[r0:r1] for t in second_rows)
-            rows = resize_columns(resize_rows(rows, (i0 - c0, i1 - c0, w1), slice(None)),
-                                  second_cols)
-        labels[0, r0:r1] = rows.argmax(0)
+            rows = resize_columns(resize_rows(rows, (i0 - c0, i1 - c0, w1), slice(None)), Wo,
+                                  align_corners)
+        labels[0, r0:r1] = rows.max(0).indices  # argmax's first maximum; faster for few classes
     return labels
