@@ -1,20 +1,27 @@
-"""mmdet's ``FPN`` and ``RPNHead`` with the CPU inference of large maps in bands of rows.
+"""mmdet's ``FPN``, ``RPNHead`` and the detectors that use them with the CPU inference of large
+maps in bands of rows.
 
 Registered under mmdet's own names (by :mod:`xcit_dense.registry`), so every detection config
 gets them without a change; they differ from mmdet's only in CPU inference of maps over
 ``banded_pixels`` pixels, where the results are the same arithmetic computed band by band
 (:mod:`xcit_dense.models.bands`): the FPN's finest level (:class:`~xcit_dense.models.bands.
-BandedFPN`) and the RPN's 3x3 convolution with its two 1x1 outputs, so the RPN's 256-channel
-hidden map of the stride-4 level never exists in full.
+BandedFPN`), reading the pyramid's stride-4 level band by band from an XCiT or CrossViT
+backbone (:class:`~xcit_dense.models.bands.StreamedFeatures`, in the detectors below), and the
+RPN's 3x3 convolution with its two 1x1 outputs, so the RPN's 256-channel hidden map of the
+stride-4 level never exists in full.
 """
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models import detectors
 from mmdet.models.dense_heads import RPNHead as MMDetRPNHead
 from mmdet.models.necks import FPN as MMDetFPN
 
-from .models.bands import BandedFPN, halo, run_in_bands, use_bands
+from .models.bands import BandedFPN, StreamedFeatures, halo, run_in_bands, use_bands
+
+# The FPN detectors of the shipped configs and their usual relatives.
+STREAMED_DETECTORS = ('MaskRCNN', 'FasterRCNN', 'CascadeRCNN', 'RetinaNet', 'FCOS')
 
 
 class FPN(BandedFPN, MMDetFPN):
@@ -41,4 +48,12 @@ class RPNHead(MMDetRPNHead):
         return scores, deltas
 
 
-STREAMED_MODULES = (FPN, RPNHead)
+def _streamed_detector(name: str) -> type:
+    """mmdet's detector ``name`` with :class:`StreamedFeatures`' ``extract_feat``."""
+    base = getattr(detectors, name)
+    return type(name, (StreamedFeatures, base), dict(
+        __module__=__name__, __doc__=f"mmdet's ``{name}``; its features as "
+        ':class:`~xcit_dense.models.bands.StreamedFeatures` computes them.'))
+
+
+STREAMED_MODULES = (FPN, RPNHead) + tuple(_streamed_detector(n) for n in STREAMED_DETECTORS)

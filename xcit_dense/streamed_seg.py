@@ -8,9 +8,8 @@ inference of maps over ``banded_pixels`` pixels, computed band by band with the 
 heads at stride 4 (each coarser head runs at its own stride, only its last 2x bilinear
 upsampling runs per band) with the class logits, so none of its 128-channel stride-4 maps exists
 in full. ``EncoderDecoder``'s inference with an XCiT or CrossViT backbone differs from mmseg's
-only where the result is a label map of more than
-:attr:`EncoderDecoder.banded_pixels` pixels, in 'whole' mode, with a decoder that keeps mmseg's
-``predict``: the decoder's low-resolution logits go through
+only where the result is a label map of more than ``banded_pixels`` pixels (1 MP), in 'whole'
+mode, with a decoder that keeps mmseg's ``predict``: the decoder's low-resolution logits go through
 :func:`~xcit_dense.models.label_map.banded_label_map` (the same resize, crop, flip and arg-max
 as mmseg's ``predict_by_feat`` and ``postprocess_result``), so no C x H x W logit map is held
 at full resolution. Such data samples carry ``pred_sem_seg`` only: the full-resolution
@@ -27,21 +26,31 @@ from mmseg.models.segmentors import EncoderDecoder as MMSegEncoderDecoder
 from mmseg.models.utils import Upsample
 
 from .models import DenseBackbone
-from .models.bands import BandedFPN, halo, run_in_bands, use_bands
+from .models.bands import BandedFPN, StreamedFeatures, halo, run_in_bands, use_bands
 from .models.label_map import banded_label_map, chained_resize_rows
 
 
-class EncoderDecoder(MMSegEncoderDecoder):
+class EncoderDecoder(StreamedFeatures, MMSegEncoderDecoder):
     """mmseg's ``EncoderDecoder``; large label maps of a dense backbone's inference are
-    computed band by band (see the module's description)."""
+    computed band by band (see the module's description), and its features as
+    :class:`~xcit_dense.models.bands.StreamedFeatures` computes them.
 
-    #: Label maps over this many pixels (4 MP) take the band-wise path.
-    banded_pixels: int = 2**22
+    Args:
+        banded_pixels: Label maps over this many pixels (1 MP by default) take the band-wise
+            path; None never (``tools/test.py --tta`` sets it: mmseg's ``SegTTAModel``
+            averages the views' full-resolution ``seg_logits``).
+        **kwargs: mmseg's ``EncoderDecoder`` arguments.
+    """
+
+    def __init__(self, *args, banded_pixels: Optional[int] = 2**20, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.banded_pixels = banded_pixels
 
     def uses_banded_labels(self, data_samples: Optional[list]) -> bool:
         """Whether :meth:`predict` computes these samples' label maps band by band."""
         head = self.decode_head
-        return (data_samples is not None and not self.training and not torch.is_grad_enabled()
+        return (data_samples is not None and self.banded_pixels is not None
+                and not self.training and not torch.is_grad_enabled()
                 and isinstance(self.backbone, DenseBackbone)
                 and self.test_cfg.get('mode', 'whole') == 'whole' and head.out_channels > 1
                 and type(head).predict is BaseDecodeHead.predict

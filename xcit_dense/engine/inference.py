@@ -16,6 +16,7 @@ import math
 import os
 import os.path as osp
 import urllib.parse
+import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -447,6 +448,17 @@ def output_names(sources: Sequence[str]) -> List[str]:
     return names
 
 
+def detections_cap(test_cfg: Dict) -> Tuple[Optional[str], Optional[int]]:
+    """The key and value of the most detections a detector's ``test_cfg`` keeps per image
+    (``rcnn.max_per_img`` for two-stage detectors, ``max_per_img`` for the others)."""
+    for key in ('rcnn', None):
+        node = test_cfg.get(key) if key else test_cfg
+        if isinstance(node, dict) and node.get('max_per_img') is not None:
+            return (f'model.test_cfg.{key}.max_per_img' if key else
+                    'model.test_cfg.max_per_img'), int(node['max_per_img'])
+    return None, None
+
+
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -490,6 +502,7 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
             check_image_file(s)
     scope = config_scope(cfg)
     set_test_resolution(cfg, resolution)
+    cap_key, cap = detections_cap(cfg.model.get('test_cfg') or {})
     inferencer = build_inferencer(cfg, checkpoint, device)
     classes = list(inferencer.model.dataset_meta.get('classes') or [])
     palette = class_palette(inferencer.model.dataset_meta, len(classes))
@@ -523,4 +536,9 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
             mmengine.mkdir_or_exist(osp.dirname(osp.abspath(jsons[i])))
             mmengine.dump(record, jsons[i], indent=1)
             outputs.append(dict(record, picture=pictures[i], json=jsons[i]))
+            if scope == 'mmdet' and cap is not None and len(record['instances']) >= cap:
+                warnings.warn(f"{sources[i]}: {len(record['instances'])} instances, the "
+                              f"most the config's test_cfg keeps per image ({cap_key} = {cap}); "
+                              'the image may hold more objects: raise it with a config of '
+                              'your own (a large image at its own resolution often does)')
     return outputs

@@ -175,6 +175,8 @@ def apply_tta(cfg) -> None:
     tta_model = copy.deepcopy(cfg.tta_model)
     if tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel'):
         tta_model['type'] = _mask_tta_model()
+    if str(cfg.model.get('type')).rpartition('.')[2] == 'EncoderDecoder':
+        cfg.model['banded_pixels'] = None  # SegTTAModel averages the views' full logits
     cfg.model = ConfigDict(**tta_model, module=cfg.model)
     innermost_dataset(cfg.test_dataloader.dataset).pipeline = copy.deepcopy(cfg.tta_pipeline)
 

@@ -3,7 +3,7 @@ preprocessing, backbone (stem and blocks), pyramid, neck, heads, and post-proces
 rest: proposals, non-maximum suppression, mask pasting, label maps). What
 ``tools/analysis_tools/benchmark_high_res.py`` reports.
 
-The stages' ``forward`` methods are wrapped on the model instance; a thread samples the
+The stages' methods are wrapped on the model instance; a thread samples the
 process's resident memory every few milliseconds (CPU) and books each sample's peak to the
 stage running then. On a GPU the peak is ``torch.cuda.max_memory_allocated``, reset per stage.
 """
@@ -26,28 +26,32 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
-def stage_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """(stage, module) pairs whose ``forward`` belongs to a stage: the data preprocessor, the
-    backbone's trunk (the pyramid is timed apart), the neck, and every head's networks (the
-    RPN's and dense heads' convolutions, the RoI extractors and box/mask heads, a segmentor's
-    decoder); their post-processing is not in ``forward`` and is booked to 'post'."""
-    pairs: List[Tuple[str, nn.Module]] = []
+def stage_methods(model: nn.Module) -> List[Tuple[str, nn.Module, str]]:
+    """(stage, module, method) whose calls belong to a stage: the data preprocessor, the
+    backbone (its ``forward`` and ``forward_trunk``; the pyramid is timed apart, and a
+    pyramid level a streamed neck reads band by band is booked to the neck), the neck, and
+    every head's networks (the RPN's and dense heads' convolutions, the RoI extractors and
+    box/mask heads, a segmentor's decoder); their post-processing is not in ``forward`` and is
+    booked to 'post'."""
+    methods: List[Tuple[str, nn.Module, str]] = []
     if getattr(model, 'data_preprocessor', None) is not None:
-        pairs.append(('data', model.data_preprocessor))
+        methods.append(('data', model.data_preprocessor, 'forward'))
     backbone = model.backbone
-    pairs.append(('backbone', backbone))
+    methods += [('backbone', backbone, name) for name in ('forward', 'forward_trunk')
+                if hasattr(backbone, name)]
     if hasattr(backbone, 'pyramid'):
-        pairs.append(('pyramid', backbone.pyramid))
+        methods += [('pyramid', backbone.pyramid, name)
+                    for name in ('forward', 'forward_streamed') if hasattr(backbone.pyramid, name)]
     if getattr(model, 'neck', None) is not None:
-        pairs.append(('neck', model.neck))
+        methods.append(('neck', model.neck, 'forward'))
     for name in ('rpn_head', 'bbox_head', 'decode_head', 'panoptic_head', 'mask_head'):
         if isinstance(getattr(model, name, None), nn.Module):
-            pairs.append(('heads', getattr(model, name)))
+            methods.append(('heads', getattr(model, name), 'forward'))
     roi_head = getattr(model, 'roi_head', None)
     if roi_head is not None:
-        pairs += [('heads', m) for n, m in roi_head.named_children()
-                  if n.endswith(('_head', '_roi_extractor'))]
-    return pairs
+        methods += [('heads', m, 'forward') for n, m in roi_head.named_children()
+                    if n.endswith(('_head', '_roi_extractor'))]
+    return methods
 
 
 class StageProfiler:
@@ -64,9 +68,9 @@ class StageProfiler:
         self._last = 0.
 
     def attach(self, model: nn.Module) -> None:
-        """Wrap the ``forward`` of the model's stage modules (on the instances)."""
-        for stage, module in stage_modules(model):
-            module.forward = self._timed(stage, module.forward)
+        """Wrap the model's stage methods (:func:`stage_methods`, on the instances)."""
+        for stage, module, name in stage_methods(model):
+            setattr(module, name, self._timed(stage, getattr(module, name)))
 
     def _current(self) -> str:
         return self._stack[-1] if self._stack else 'post'

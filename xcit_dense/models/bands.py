@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .streaming import _acts_per_pixel, can_stream
+from .streaming import RowSource, _acts_per_pixel, can_stream
 
 # Output elements (channels x rows x columns) of a band: a few MB, in the last-level cache.
 BAND_ELEMENTS = 2**20
@@ -103,7 +103,9 @@ class BandedFPN:
     top-down sum and the 3x3 output convolution run band by band (the output convolution's
     halo recomputes a row of the sum on each side), so neither the finest lateral map nor the
     sum exists in full; the coarser levels run as in the FPN. Used for maps over
-    :attr:`banded_pixels` pixels when :meth:`bands_apply` (exact: same arithmetic)."""
+    :attr:`banded_pixels` pixels when :meth:`bands_apply` (exact: same arithmetic). The finest
+    input may be a :class:`~xcit_dense.models.streaming.RowSource` (the pyramid's stride-4
+    level computed band by band, see ``StreamedPyramid.forward_streamed``)."""
 
     #: Finest maps over this many pixels (a 2048 x 2048 image at stride 4) run in bands.
     banded_pixels: int = 2**18
@@ -128,12 +130,15 @@ class BandedFPN:
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], **size,
                                                               **self.upsample_cfg)
         finest = inputs[start]
+        finest_rows = (finest.rows if isinstance(finest, RowSource)
+                       else lambda a, b: finest[:, :, a:b])
         H, W = finest.shape[2:]
 
         def lateral_rows(a: int, b: int) -> torch.Tensor:
-            return (self.lateral_convs[0](finest[:, :, a:b])
+            return (self.lateral_convs[0](finest_rows(a, b))
                     + nearest_rows(laterals[1], (H, W), a, b, scale_factor))
-        out = finest.new_empty(finest.shape[0], self.out_channels, H, W)
+        out = torch.empty(finest.shape[0], self.out_channels, H, W, device=finest.device,
+                          dtype=finest.dtype)
         run_in_bands(self.fpn_convs[0], lateral_rows, H, [out])
         outs = [out] + [self.fpn_convs[i](laterals[i]) for i in range(1, n)]
         return tuple(self.extra_levels(inputs, laterals, outs))
@@ -155,3 +160,24 @@ class BandedFPN:
             outs.append(self.fpn_convs[i](F.relu(outs[-1]) if self.relu_before_extra_convs
                                           else outs[-1]))
         return outs
+
+
+class StreamedFeatures:
+    """A detector's or segmentor's ``extract_feat`` (backbone, then neck) in which, in CPU
+    inference with a dense backbone and a :class:`BandedFPN` neck reading the pyramid from
+    its first level, the pyramid's stride-4 level is computed band by band as the FPN reads it
+    (a :class:`~xcit_dense.models.streaming.RowSource`): the largest map of the pyramid never
+    exists in full. Otherwise, and in training, the codebase's own ``extract_feat``."""
+
+    def extract_feat(self, inputs: torch.Tensor) -> tuple:
+        from .base import DenseBackbone  # base imports the pyramid, which imports this module
+        neck = getattr(self, 'neck', None)
+        backbone = self.backbone
+        if not (isinstance(backbone, DenseBackbone) and isinstance(neck, BandedFPN)
+                and neck.start_level == 0 and can_stream(backbone.pyramid, inputs)):
+            return super().extract_feat(inputs)
+        maps = backbone.pyramid.forward_streamed(list(backbone.forward_trunk(inputs)),
+                                                 defer_finest=True)
+        if isinstance(maps[0], RowSource) and not neck.bands_apply(maps):
+            maps = (maps[0].full(),) + maps[1:]
+        return neck(maps)

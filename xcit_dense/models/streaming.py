@@ -11,7 +11,7 @@ The mixins here are inherited by :class:`~xcit_dense.models.xcit.ConvPatchEmbed`
 :class:`~xcit_dense.models.xcit.XCABlock` and the pyramids
 (:class:`~xcit_dense.models.pyramid.PyramidLevels`); the module's ``forward`` chooses the path.
 """
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -189,26 +189,53 @@ class StreamedPyramid:
         """For each level, the index of the input map it reads."""
         raise NotImplementedError
 
-    def forward_streamed(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        """The levels' outputs; ``features`` (a list) is emptied as its maps are used up."""
+    def forward_streamed(self, features: List[torch.Tensor],
+                         defer_finest: bool = False) -> Tuple:
+        """The levels' outputs; ``features`` (a list) is emptied as its maps are used up.
+        With ``defer_finest``, the first level, when it only upsamples, is returned as a
+        :class:`RowSource` computing its rows on demand (a streamed neck reads it band by band,
+        so the largest map of the pyramid never exists in full)."""
         levels = list(self)
         sources = self.level_sources()
-        outputs: List[Optional[torch.Tensor]] = [None] * len(levels)
+        outputs: List = [None] * len(levels)
+        deferred = row_factors(levels[0]) if defer_finest else None
+        if deferred is not None and deferred[1] == 1:
+            x, up = features[sources[0]], deferred[0]
+            outputs[0] = RowSource(
+                lambda a, b: self._upsampled_rows(levels[0], x, up, a, b),
+                (x.shape[0], self.out_channels_of(0, x), x.shape[2] * up, x.shape[3] * up),
+                x.device, x.dtype)
 
         def out_size(i: int) -> int:
             x, factors = features[sources[i]], row_factors(levels[i]) or (1, 1)
             return x.shape[2] * x.shape[3] * factors[0] ** 2 // factors[1] ** 2
 
         for i in sorted(range(len(levels)), key=out_size):
+            if outputs[i] is not None:
+                continue
             x = features[sources[i]]
             factors = row_factors(levels[i])
             if factors is None:
                 outputs[i] = levels[i](x).contiguous()
             else:
                 outputs[i] = self._level_in_bands(levels[i], x, *factors)
-            if all(outputs[j] is not None for j, s in enumerate(sources) if s == sources[i]):
+            if all(outputs[j] is not None and not isinstance(outputs[j], RowSource)
+                   for j, s in enumerate(sources) if s == sources[i]):
                 features[sources[i]] = None
         return tuple(outputs)
+
+    def out_channels_of(self, level: int, x: torch.Tensor) -> int:
+        """Channels of a level's output for an input map ``x``."""
+        convs = [m for m in list(self)[level].modules() if isinstance(m, nn.ConvTranspose2d)]
+        return convs[-1].out_channels if convs else x.shape[1]
+
+    @staticmethod
+    def _upsampled_rows(level: nn.Module, x: torch.Tensor, up: int, a: int,
+                        b: int) -> torch.Tensor:
+        """Rows [a, b) of an upsampling level's output on ``x``: output row r comes from
+        input row r // up alone."""
+        r0, r1 = a // up, -(-b // up)
+        return level(x[:, :, r0:r1])[:, :, a - r0 * up:b - r0 * up]
 
     def _level_in_bands(self, level: nn.Module, x: torch.Tensor, up: int,
                         down: int) -> torch.Tensor:
@@ -222,3 +249,16 @@ class StreamedPyramid:
             o0 = r0 * up // down
             out[:, :, o0:o0 + y.shape[2]] = y
         return out
+
+
+class RowSource:
+    """A map computed on demand: ``rows(a, b)`` returns its rows [a, b) (dim 2); ``shape``,
+    ``device`` and ``dtype`` describe the whole map, which need never exist."""
+
+    def __init__(self, rows: Callable[[int, int], torch.Tensor], shape: Tuple[int, ...],
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.rows, self.shape, self.device, self.dtype = rows, torch.Size(shape), device, dtype
+
+    def full(self) -> torch.Tensor:
+        """The whole map."""
+        return self.rows(0, self.shape[2]).contiguous()
