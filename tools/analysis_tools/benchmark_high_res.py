@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import xcit_dense  # noqa: F401
+from xcit_dense.checkpoint import load_state_dict_file
 from xcit_dense.datasets.shapes import draw_large_scene
 from xcit_dense.engine import (build_analysis_model, config_scope, dummy_data_samples,
                                load_model_strictly, short_errors)
@@ -58,7 +59,8 @@ def measure(config: str, checkpoint: str, H: int, W: int, device: str) -> Dict:
     scope = config_scope(cfg)
     model = build_analysis_model(cfg).to(device)
     if checkpoint:
-        load_model_strictly(model, checkpoint, checkpoint, 'measure random weights')
+        load_model_strictly(model, load_state_dict_file(checkpoint), checkpoint,
+                            'be measured at its initialisation')
     with torch.no_grad():
         model.test_step(dict(inputs=[torch.zeros(3, 256, 256, dtype=torch.uint8)],
                              data_samples=dummy_data_samples(scope, 256, 256)))

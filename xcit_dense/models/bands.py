@@ -64,7 +64,8 @@ def run_in_bands(stack: nn.Module, rows: Callable[[int, int], torch.Tensor], hei
     full); ``tail(y, r0, r1)`` gets the band's output rows [r0, r1) of ``stack`` and must act
     per pixel (1x1 convolutions, activations, adding other maps' rows r0 to r1)."""
     h = halo(stack) if stack_halo is None else stack_halo
-    step = band_rows(max(o.shape[1] for o in outputs), outputs[0].shape[3])
+    widths = [m.out_channels for m in stack.modules() if isinstance(m, nn.Conv2d)]
+    step = band_rows(max([o.shape[1] for o in outputs] + widths), outputs[0].shape[3])
     for r0 in range(0, height, step):
         r1 = min(r0 + step, height)
         a0, a1 = max(r0 - h, 0), min(r1 + h, height)
@@ -105,7 +106,8 @@ class BandedFPN:
     sum exists in full; the coarser levels run as in the FPN. Used for maps over
     :attr:`banded_pixels` pixels when :meth:`bands_apply` (exact: same arithmetic). The finest
     input may be a :class:`~xcit_dense.models.streaming.RowSource` (the pyramid's stride-4
-    level computed band by band, see ``StreamedPyramid.forward_streamed``)."""
+    level computed band by band, see ``StreamedPyramid.forward_streamed``). Given a list, it
+    releases the input maps once read."""
 
     #: Finest maps over this many pixels (a 2048 x 2048 image at stride 4) run in bands.
     banded_pixels: int = 2**18
@@ -125,23 +127,36 @@ class BandedFPN:
         scale_factor = self.upsample_cfg.get('scale_factor')
         laterals = [None] + [conv(inputs[i + start])
                              for i, conv in enumerate(self.lateral_convs) if i > 0]
+        finest = inputs[start]
+        if isinstance(inputs, list):  # given a list, release the maps as they are used up
+            keep = self.backbone_end_level - 1 if self.add_extra_convs == 'on_input' else None
+            for i in range(start, self.backbone_end_level):
+                if i != keep:
+                    inputs[i] = None
         for i in range(n - 1, 1, -1):  # the coarse levels' top-down path, as in the FPN
             size = {} if scale_factor else dict(size=laterals[i - 1].shape[2:])
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], **size,
                                                               **self.upsample_cfg)
-        finest = inputs[start]
+        out = self._finest_in_bands(finest, laterals[1], scale_factor)
+        finest = None  # the last reference to the finest input (or its trunk map)
+        outs = [out] + [self.fpn_convs[i](laterals[i]) for i in range(1, n)]
+        return tuple(self.extra_levels(inputs, laterals, outs))
+
+    def _finest_in_bands(self, finest, coarser: torch.Tensor,
+                         scale_factor: Optional[float]) -> torch.Tensor:
+        """The finest output level: lateral, top-down sum with ``coarser`` (the next level's
+        summed lateral) and output convolution, band by band."""
         finest_rows = (finest.rows if isinstance(finest, RowSource)
                        else lambda a, b: finest[:, :, a:b])
         H, W = finest.shape[2:]
 
         def lateral_rows(a: int, b: int) -> torch.Tensor:
             return (self.lateral_convs[0](finest_rows(a, b))
-                    + nearest_rows(laterals[1], (H, W), a, b, scale_factor))
+                    + nearest_rows(coarser, (H, W), a, b, scale_factor))
         out = torch.empty(finest.shape[0], self.out_channels, H, W, device=finest.device,
                           dtype=finest.dtype)
         run_in_bands(self.fpn_convs[0], lateral_rows, H, [out])
-        outs = [out] + [self.fpn_convs[i](laterals[i]) for i in range(1, n)]
-        return tuple(self.extra_levels(inputs, laterals, outs))
+        return out
 
     def extra_levels(self, inputs, laterals, outs) -> list:
         """The levels above the backbone's, as mmdet's and mmseg's ``FPN.forward`` add them."""
@@ -178,6 +193,7 @@ class StreamedFeatures:
             return super().extract_feat(inputs)
         maps = backbone.pyramid.forward_streamed(list(backbone.forward_trunk(inputs)),
                                                  defer_finest=True)
+        maps = list(maps)  # the banded FPN releases them as it goes
         if isinstance(maps[0], RowSource) and not neck.bands_apply(maps):
-            maps = (maps[0].full(),) + maps[1:]
+            maps[0] = maps[0].full()
         return neck(maps)

@@ -34,8 +34,8 @@ def resize_rows(x: torch.Tensor, taps, rows: slice) -> torch.Tensor:
     """Output rows ``rows`` of ``x`` (..., H, W) resized along H by ``taps``
     (:func:`bilinear_taps`)."""
     i0, i1, w1 = (t[rows].to(x.device) for t in taps)
-    w1 = w1.to(x.dtype).view(-1, 1)
-    return x[..., i0, :] * (1 - w1) + x[..., i1, :] * w1
+    first = x.index_select(-2, i0)
+    return first.lerp_(x.index_select(-2, i1), w1.to(x.dtype).view(-1, 1))
 
 
 def resize_columns(x: torch.Tensor, width: int, align_corners: bool) -> torch.Tensor:
