@@ -119,20 +119,30 @@ def test_streamed_pyramid_equals_the_plain_one(backbone, randomize):
     x = torch.randn(1, 3, 203, 333)
     with torch.no_grad():
         trunk = model.forward_trunk(x)
-        _force_paths(model, banded=False)
-        plain = model.pyramid([t.clone() for t in trunk])
-        _force_paths(model, banded=True)
-        streamed = model.pyramid(list(trunk))
+    plain = _run(model, lambda: [t.detach() for t in model.pyramid([t.clone() for t in trunk])],
+                 banded=False)
+    streamed = _run(model, lambda: model.pyramid(list(trunk)), banded=True)
+    deferred = _run(model, lambda: model.pyramid.forward_streamed(list(trunk), True), True)
+    if type(model) is XCiT:  # the stride-4 level band by band, as the FPN reads it
+        torch.testing.assert_close(deferred[0].rows(5, 37), plain[0][:, :, 5:37], rtol=0,
+                                   atol=1e-6)
     for p, s in zip(plain, streamed):
         assert s.shape == p.shape and s.is_contiguous()
         torch.testing.assert_close(s, p, rtol=0, atol=1e-6)
 
 
+def _run(model, fn, banded: bool):
+    """``fn()`` on the streamed paths (``banded``, thresholds low, no autograd) or on the plain
+    one (autograd on: no streamed path of the backbone, pyramid, necks, heads or label maps
+    runs then)."""
+    _force_paths(model, banded)
+    with torch.no_grad() if banded else torch.enable_grad():
+        return fn()
+
+
 def _test_step(model, scope, image):
     H, W = image.shape[1:]
-    with torch.no_grad():
-        return model.test_step(dict(inputs=[image],
-                                    data_samples=dummy_data_samples(scope, H, W)))[0]
+    return model.test_step(dict(inputs=[image], data_samples=dummy_data_samples(scope, H, W)))[0]
 
 
 def test_streamed_detector_equals_the_plain_one(randomize, monkeypatch):
@@ -151,20 +161,19 @@ def test_streamed_detector_equals_the_plain_one(randomize, monkeypatch):
     assert {type(model.neck).__module__, type(model.rpn_head).__module__} == {
         'xcit_dense.streamed_det'}
     image = torch.randint(0, 256, (3, 333, 517), dtype=torch.uint8)
-    outputs = []
-    for banded in (False, True):
-        _force_paths(model, banded)
-        with torch.no_grad():
-            inputs = model.data_preprocessor(dict(inputs=[image]), False)['inputs']
-            features = model.extract_feat(inputs)
-            outputs.append((features, model.rpn_head(features),
-                            _test_step(model, 'mmdet', image).pred_instances))
+    inputs = model.data_preprocessor(dict(inputs=[image]), False)['inputs']
+
+    def outputs():
+        features = model.extract_feat(inputs)
+        return ([f.detach() for f in features],
+                [[m.detach() for m in maps] for maps in model.rpn_head(features)],
+                _test_step(model, 'mmdet', image).pred_instances)
+    outputs = [_run(model, outputs, banded) for banded in (False, True)]
     (f0, r0, p0), (f1, r1, p1) = outputs
     # the stride-4 level (88 rows: the image padded to 352) read by the FPN in bands of 8 rows
-    # and a halo row on each side, in extract_feat and in test_step (the plain FPN reads it
-    # whole)
+    # and a halo row on each side, in extract_feat and in test_step
     expected = [(max(r - 1, 0), min(r + 9, 88)) for r in range(0, 88, 8)]
-    assert bands == [(0, 88)] * 2 + expected * 2
+    assert bands == expected * 2
     for a, b in zip(f0, f1):  # the stride-4 level's deconvolution per band: rounding only
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
     for maps0, maps1 in zip(r0, r1):
@@ -184,15 +193,12 @@ def test_streamed_segmentor_equals_the_plain_one(randomize, monkeypatch):
     assert {type(model).__module__, type(model.neck).__module__,
             type(model.decode_head).__module__} == {'xcit_dense.streamed_seg'}
     image = torch.randint(0, 256, (3, 333, 517), dtype=torch.uint8)
-    outputs = []
-    for banded in (False, True):
-        _force_paths(model, banded)
-        with torch.no_grad():
-            inputs = model.data_preprocessor(dict(inputs=[image]), False)['inputs']
-            outputs.append((model.decode_head(model.extract_feat(inputs)),
-                            _test_step(model, 'mmseg', image)))
+    inputs = model.data_preprocessor(dict(inputs=[image]), False)['inputs']
+    outputs = [_run(model, lambda: (model.decode_head(model.extract_feat(inputs)).detach(),
+                                    _test_step(model, 'mmseg', image)), banded)
+               for banded in (False, True)]
     (l0, s0), (l1, s1) = outputs
-    torch.testing.assert_close(l1, l0, rtol=0, atol=1e-5)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
     assert torch.equal(s1.pred_sem_seg.data, s0.pred_sem_seg.data)
     assert s1.pred_sem_seg.data.shape == (1, 333, 517)
     assert 'seg_logits' in s0 and 'seg_logits' not in s1
@@ -219,10 +225,10 @@ def test_banded_label_map_equals_mmsegs_resize_crop_flip_argmax(padded, padding,
 
 
 def test_streamed_segmentation_memory_stays_under_the_plain_paths(tmp_path):
-    """Semantic FPN's inference (XCiT-N12/8, 150 classes) on a 1024 x 1024 image in fresh
+    """Semantic FPN's inference (XCiT-N12/8, 300 classes) on a 1024 x 1024 image in fresh
     processes (label maps of this size take the band-wise path): the streamed path's peak
-    stays under 0.8 GB above the process's start, which the plain path (two 150 x 1024 x 1024
-    fp32 logit maps of 0.6 GB each) exceeds."""
+    stays under 1.6 GB above the process's start, which the plain path (two 300 x 1024 x 1024
+    fp32 logit maps of 1.26 GB each) exceeds."""
     script = tmp_path / 'peak.py'
     script.write_text(f'''
 import resource, sys, torch
@@ -231,7 +237,7 @@ from mmengine.config import Config
 from xcit_dense.engine import build_analysis_model, dummy_data_samples
 from xcit_dense.engine.stages import resident_bytes
 cfg = Config.fromfile({SEG_CONFIG!r})
-cfg.model.decode_head.num_classes = 150
+cfg.model.decode_head.num_classes = 300
 model = build_analysis_model(cfg)
 model.banded_pixels = 2**18
 if sys.argv[1] == 'plain':
@@ -248,7 +254,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
         done = subprocess.run([sys.executable, str(script), path], capture_output=True,
                               text=True, cwd=ROOT, check=True)
         peaks[path] = int(done.stdout.split()[-1]) / 2**30
-    assert peaks["streamed"] < 0.8 < peaks["plain"], peaks  # measured: 0.49 and 1.23 GB
+    assert peaks["streamed"] < 1.6 < peaks["plain"], peaks
 
 
 # ---------------------------------------------------------------------------- the tools

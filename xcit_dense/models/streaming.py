@@ -200,11 +200,7 @@ class StreamedPyramid:
         outputs: List = [None] * len(levels)
         deferred = row_factors(levels[0]) if defer_finest else None
         if deferred is not None and deferred[1] == 1:
-            x, up = features[sources[0]], deferred[0]
-            outputs[0] = RowSource(
-                lambda a, b: self._upsampled_rows(levels[0], x, up, a, b),
-                (x.shape[0], self.out_channels_of(0, x), x.shape[2] * up, x.shape[3] * up),
-                x.device, x.dtype)
+            outputs[0] = self._deferred_level(levels[0], features[sources[0]], deferred[0])
 
         def out_size(i: int) -> int:
             x, factors = features[sources[i]], row_factors(levels[i]) or (1, 1)
@@ -228,6 +224,12 @@ class StreamedPyramid:
         """Channels of a level's output for an input map ``x``."""
         convs = [m for m in list(self)[level].modules() if isinstance(m, nn.ConvTranspose2d)]
         return convs[-1].out_channels if convs else x.shape[1]
+
+    def _deferred_level(self, level: nn.Module, x: torch.Tensor, up: int) -> 'RowSource':
+        """An upsampling level on ``x`` as a :class:`RowSource`."""
+        return RowSource(lambda a, b: self._upsampled_rows(level, x, up, a, b),
+                         (x.shape[0], self.out_channels_of(0, x), x.shape[2] * up,
+                          x.shape[3] * up), x.device, x.dtype)
 
     @staticmethod
     def _upsampled_rows(level: nn.Module, x: torch.Tensor, up: int, a: int,
