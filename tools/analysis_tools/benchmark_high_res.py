@@ -11,8 +11,8 @@ Each size runs in a fresh process: one forward at 256x256 to warm up, then one m
 its own resolution, no tiling, no resize. Without ``--checkpoint`` the weights are random (the
 cost barely depends on them; the number of detections does). Memory is the process's resident
 memory (its peak while each stage ran, sampled every 2 ms; and ``ru_maxrss``) on CPU, and
-``torch.cuda.max_memory_allocated`` on a GPU. Also printed: what a global-attention ViT of the
-backbone's width would need at the largest size.
+``torch.cuda.max_memory_allocated`` on a GPU. The CSV also records the size one head's attention
+matrix of a global-attention ViT of the backbone's width would take at each size.
 """
 import argparse
 import csv
