@@ -3,6 +3,7 @@
     python tools/infer.py CONFIG CHECKPOINT_OR_URL IMAGE_FOLDER_OR_URL [--out-dir DIR]
         [--out-file pred.png] [--batch-size N] [--device cpu|cuda:0] [--score-thr 0.3]
         [--resolution config|native|FACTOR] [--max-side PIXELS]
+        [--slice SIZE [--overlap 0.2] [--slice-merge nmm|nms] [--slice-with-whole]]
 
 mmdet's DetInferencer runs detection configs (default_scope 'mmdet'), mmseg's MMSegInferencer
 segmentation configs ('mmseg'). Per image it writes DIR/vis/NAME.png (detection: masks, boxes
@@ -14,7 +15,9 @@ segmentation, the class-index map DIR/preds/NAME_labels.png. The checkpoint must
 
 Images are resized by the config's test pipeline (e.g. to 1333x800) unless --resolution
 native runs each at its own size, whole (a factor such as 0.5 scales it, --max-side caps its
-long side); predictions are in the image's own coordinates either way. Pictures of images
+long side), and --slice 512 predicts it in overlapping slices of 512 pixels at its own
+resolution, merged (detection: SAHI's merge of the pieces of an object; segmentation: mmseg's
+slide inference); predictions are in the image's own coordinates either way. Pictures of images
 over 4096 px are drawn reduced; the JSON and label maps keep full resolution.
 """
 import argparse
@@ -24,6 +27,7 @@ import xcit_dense  # noqa: F401  (registers modules and checkpoint readers)
 from xcit_dense.engine import short_errors
 from xcit_dense.engine.inference import run_inference
 from xcit_dense.engine.resolution import add_resolution_args, parse_resolution
+from xcit_dense.engine.slicing import add_slicing_args, slicing_from_args
 
 
 def parse_args():
@@ -41,6 +45,7 @@ def parse_args():
                         help='detection: draw the instances scored this or more (0-1; the '
                         'JSON holds them all)')
     add_resolution_args(parser)
+    add_slicing_args(parser)
     return parser.parse_args()
 
 
@@ -49,7 +54,7 @@ def main():
     resolution = parse_resolution(args.resolution, args.max_side)
     outputs = run_inference(args.config, args.checkpoint, args.image, args.out_dir,
                             args.out_file, args.batch_size, args.device, args.score_thr,
-                            resolution)
+                            resolution, slicing_from_args(args))
     for out in outputs:
         if out['task'] == 'detection':
             shown = sum(i['score'] >= args.score_thr for i in out['instances'])

@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT_OR_URL [--out results.pkl] [--show-dir vis] [--tta]
         [--resolution config|native|FACTOR] [--max-side PIXELS]
+        [--slice SIZE [--overlap 0.2] [--slice-merge nmm|nms] [--slice-with-whole]]
 
 The checkpoint may be one of the XCiT release's (mmdet 2.11 / mmseg 0.11 files) or ours, a
 local file or a URL (downloaded once into torch's hub cache). Every tensor of the model must
@@ -11,7 +12,10 @@ and mmseg 0.x's ``--options`` are accepted. ``--tta`` evaluates with test-time a
 the config's ``tta_pipeline`` (scales x flips) and ``tta_model`` (mmdet's ``DetTTAModel``,
 extended to masks, or mmseg's ``SegTTAModel``) merge each image's views. ``--resolution
 native`` evaluates every test image at its own size, whole, instead of the config's test resize
-(a factor such as 0.5 scales it, ``--max-side`` caps the long side).
+(a factor such as 0.5 scales it, ``--max-side`` caps the long side). ``--slice 512`` evaluates
+every test image in overlapping slices of 512 pixels at its own resolution, merged in its
+coordinates (detection: SAHI's merge; segmentation: mmseg's slide inference; see
+:mod:`xcit_dense.engine.slicing`).
 """
 import argparse
 import os
@@ -27,6 +31,7 @@ from xcit_dense.engine import (apply_tta, check_checkpoint_exists, check_dataset
                                UsageError)
 from xcit_dense.engine.resolution import (add_resolution_args, parse_resolution,
                                           set_test_resolution)
+from xcit_dense.engine.slicing import add_slicing_args, set_test_slicing, slicing_from_args
 
 
 def parse_args():
@@ -47,6 +52,7 @@ def parse_args():
                         'config\'s tta_pipeline (e.g. scales x flips) and tta_model, which '
                         'merges the views of each image')
     add_resolution_args(parser)
+    add_slicing_args(parser)
     return parse_run_args(parser)
 
 
@@ -76,7 +82,12 @@ def main():
     if args.tta and not resolution.from_config:
         raise UsageError('--tta and --resolution/--max-side cannot be combined: the '
                          "config's tta_pipeline sets the scales of the views")
+    slicing = slicing_from_args(args)
+    if args.tta and slicing.enabled:
+        raise UsageError('--tta and --slice cannot be combined: each wraps the model to merge '
+                         'its own views of an image')
     set_test_resolution(cfg, resolution)
+    set_test_slicing(cfg, slicing, resolution)
     if args.tta:
         apply_tta(cfg)
     if args.eval:

@@ -3,7 +3,7 @@
 weight decay, layer-wise learning-rate decay) into mmdet's and mmseg's; subclasses of their
 FPN, RPN head, Semantic FPN decoder and ``EncoderDecoder``, under the same names, whose CPU
 inference of large maps streams (:mod:`xcit_dense.streamed_det`,
-:mod:`xcit_dense.streamed_seg`); the CPU DDP wrapper and training hooks into mmengine's
+:mod:`xcit_dense.streamed_seg`); mmdet's ``SlicedDetector`` (:mod:`xcit_dense.sliced_det`); the CPU DDP wrapper and training hooks into mmengine's
 MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's reader of paths and URLs.
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
@@ -49,5 +49,8 @@ def register_all() -> list:
         streamed = importlib.import_module(f'.streamed_{scope[2:]}', __package__)
         for module in streamed.STREAMED_MODULES:
             registries.MODELS.register_module(module=module, force=True)
+        if scope == 'mmdet':  # --slice: detectors run on slices, instances merged
+            from .sliced_det import SlicedDetector
+            registries.MODELS.register_module(module=SlicedDetector, force=True)
         scopes.append(scope)
     return scopes

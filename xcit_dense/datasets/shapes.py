@@ -1,6 +1,6 @@
 """Random scenes of coloured, non-overlapping shapes: the drawing behind the toy datasets."""
 import math
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -61,19 +61,117 @@ def draw_scene(rng: np.random.Generator, size: int, max_objects: int,
     return img, objects
 
 
-def draw_large_scene(rng: np.random.Generator, height: int, width: int, tile: int = 160,
-                     max_objects: int = 4) -> Tuple[np.ndarray, List[Tuple[int, Polygon]]]:
-    """A ``height`` x ``width`` RGB array tiled with toy scenes of ``tile`` pixels (the demo
-    models' training images, so objects keep the scale they learned; edge tiles are cut),
-    and each shape's (class index, polygon in the large image's coordinates)."""
-    image = np.empty((height, width, 3), dtype=np.uint8)
+# The demo models' object scale: circumradius 0.09-0.2 of their 160-pixel training images.
+SMALL_RADII = (14.0, 32.0)
+LARGE_RADII = (270.0, 330.0)  # wider than a 512-pixel slice
+PIXELS_PER_OBJECT = 24000  # default density: about 390 shapes in 3072 x 3072
+
+
+def large_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A ``height`` x ``width`` float32 RGB canvas: a diagonal colour gradient with mild noise."""
+    c0, c1 = rng.uniform(40, 215, 3).astype(np.float32), rng.uniform(40, 215, 3).astype(
+        np.float32)
+    t = (np.arange(height, dtype=np.float32)[:, None] / max(height, 1)
+         + np.arange(width, dtype=np.float32)[None, :] / max(width, 1)) / 2
+    image = c0 + (c1 - c0) * t[..., None]
+    image += rng.normal(0, 6, (height, width, 3)).astype(np.float32)
+    return image
+
+
+class _Placer:
+    """Circles (centre, circumradius) inside a canvas that never overlap: a shape drawn in
+    each touches another only where their circles touch."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.circles = np.zeros((0, 3))
+
+    def fits(self, cx: float, cy: float, r: float, gap: float) -> bool:
+        if not (r + 1 <= cx <= self.width - r - 1 and r + 1 <= cy <= self.height - r - 1):
+            return False
+        c = self.circles
+        return bool(np.all(np.hypot(c[:, 0] - cx, c[:, 1] - cy) >= c[:, 2] + r + gap))
+
+    def add(self, cx: float, cy: float, r: float) -> None:
+        self.circles = np.vstack([self.circles, [cx, cy, r]])
+
+
+def draw_large_scene(rng: np.random.Generator, height: int, width: int,
+                     num_objects: Optional[int] = None, num_large: Optional[int] = None,
+                     slice_sizes: Sequence[int] = (512, 1024), overlap: float = 0.2
+                     ) -> Tuple[np.ndarray, List[Tuple[int, Polygon]]]:
+    """A ``height`` x ``width`` RGB array of shapes at the demo models' scale (circumradius 14
+    to 32 pixels; by default one per 24000 pixels) and each shape's (class index into SHAPES,
+    polygon). A quarter of them sit on the borders of the ``slice_sizes`` slice grids (with
+    ``overlap``, :func:`~xcit_dense.slice_grid.slice_windows`), a fifth come in clusters of 3 to
+    6 touching shapes, the rest anywhere; ``num_large`` shapes (by default one per 2.4 MP) are
+    wider than a 512-pixel slice. No two shapes overlap."""
+    from ..slice_grid import slice_windows
+    area = height * width
+    num_objects = round(area / PIXELS_PER_OBJECT) if num_objects is None else num_objects
+    num_large = max(1, round(area / 2.4e6)) if num_large is None else num_large
+    placer, placed = _Placer(height, width), []
+
+    def place(cx, cy, r, gap=3.0):
+        if placer.fits(cx, cy, r, gap):
+            placer.add(cx, cy, r)
+            placed.append((cx, cy, r))
+            return True
+        return False
+
+    def small_radius():
+        return float(rng.uniform(*SMALL_RADII))
+
+    for _ in range(num_large):
+        for _attempt in range(50):
+            r = float(rng.uniform(*LARGE_RADII))
+            if place(*rng.uniform(r + 1, [width - r - 1, height - r - 1]), r, gap=8.0):
+                break
+    borders = []  # (axis, coordinate) of every slice border inside the image
+    for size in slice_sizes:
+        for x1, y1, x2, y2 in slice_windows(height, width, size, overlap):
+            borders += [(0, x) for x in (x1, x2) if 0 < x < width]
+            borders += [(1, y) for y in (y1, y2) if 0 < y < height]
+    borders = sorted(set(borders))
+    on_borders = num_objects // 4 if borders else 0
+    for _ in range(on_borders):
+        for _attempt in range(50):
+            axis, line = borders[int(rng.integers(len(borders)))]
+            r = small_radius()
+            along = float(rng.uniform(r + 1, (height if axis == 0 else width) - r - 1))
+            across = line + float(rng.uniform(-0.6, 0.6)) * r
+            if place(*((across, along) if axis == 0 else (along, across)), r):
+                break
+    clustered = 0
+    while clustered < num_objects // 5:
+        r = small_radius()
+        first = rng.uniform(r + 1, [width - r - 1, height - r - 1])
+        if not place(*first, r):
+            continue
+        members = [(float(first[0]), float(first[1]), r)]
+        for _ in range(int(rng.integers(2, 6))):
+            for _attempt in range(30):
+                ax, ay, ar = members[int(rng.integers(len(members)))]
+                r = small_radius()
+                theta = float(rng.uniform(0, 2 * math.pi))
+                cx, cy = ax + (ar + r) * math.cos(theta), ay + (ar + r) * math.sin(theta)
+                if place(cx, cy, r, gap=0.0):
+                    members.append((cx, cy, r))
+                    break
+        clustered += len(members)
+    attempts = 0
+    while len(placed) < num_objects + num_large and attempts < 50 * num_objects:
+        attempts += 1
+        r = small_radius()
+        place(*rng.uniform(r + 1, [width - r - 1, height - r - 1]), r)
+
+    canvas = Image.fromarray(np.clip(large_background(rng, height, width), 0, 255).astype(
+        np.uint8))
+    draw = ImageDraw.Draw(canvas)
     objects = []
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            scene, shapes = draw_scene(rng, tile, max_objects)
-            h, w = min(tile, height - y), min(tile, width - x)
-            image[y:y + h, x:x + w] = np.asarray(scene)[:h, :w]
-            objects += [(label, [(px + x, py + y) for px, py in points])
-                        for label, points in shapes
-                        if max(px for px, _ in points) < w and max(py for _, py in points) < h]
-    return image, objects
+    for cx, cy, r in placed:
+        label = int(rng.integers(len(SHAPES)))
+        points = shape_polygon(SHAPES[label], cx, cy, r, float(rng.uniform(0, 2 * math.pi)))
+        draw.polygon(points, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        objects.append((label, points))
+    return np.asarray(canvas), objects

@@ -27,6 +27,7 @@ from mmengine.config import Config
 from .build import config_scope
 from .preflight import UsageError, check_checkpoint_exists
 from .resolution import Resolution, set_test_resolution
+from .slicing import Slicing, set_test_slicing
 from .weights import load_model_strictly
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
@@ -163,11 +164,15 @@ def inferencer_class(scope: str) -> type:
             return super()._init_model(cfg, weights, device)
 
         def _load_weights_to_model(self, model, checkpoint, cfg):
+            from mmengine.model import BaseTTAModel
+            # a wrapper of the model (SlicedDetector) holds the checkpoint's model as .module
+            inner = model.module if isinstance(model, BaseTTAModel) else model
             if checkpoint is not None:
-                load_model_strictly(model, checkpoint, self.weights_name,
+                load_model_strictly(inner, checkpoint, self.weights_name,
                                     'predict from its random initialisation')
             # loads the same tensors again (once per inferencer) and sets dataset_meta
-            super()._load_weights_to_model(model, checkpoint, cfg)
+            super()._load_weights_to_model(inner, checkpoint, cfg)
+            model.dataset_meta = inner.dataset_meta
 
         def _init_pipeline(self, cfg):
             for transform in cfg.test_dataloader.dataset.pipeline:
@@ -466,14 +471,16 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[str] = None,
                   out_file: Optional[str] = None, batch_size: int = 1, device: str = 'cpu',
-                  score_thr: float = 0.3,
-                  resolution: Resolution = Resolution()) -> List[Dict]:
+                  score_thr: float = 0.3, resolution: Resolution = Resolution(),
+                  slicing: Slicing = Slicing()) -> List[Dict]:
     """Predict on ``source`` (an image, a folder of images or a URL) and write, per image, a
     picture ``OUT_DIR/vis/NAME.png`` and the predictions ``OUT_DIR/preds/NAME.json`` (and, for
     segmentation, the class-index map ``OUT_DIR/preds/NAME_labels.png``); ``out_file`` names
     the picture of a single image instead (the JSON beside it). ``resolution`` (see
     :func:`~xcit_dense.engine.resolution.parse_resolution`) sets the size images are
-    predicted at; predictions are in each image's own coordinates in any case. Everything
+    predicted at, ``slicing`` (see :func:`~xcit_dense.engine.slicing.parse_slicing`) predicts
+    them in slices at their own resolution instead; predictions are in each image's own
+    coordinates in any case. Everything
     given is checked before the model is built. Returns, per image, the JSON data with the
     written ``picture`` and ``json`` paths added."""
     import torch
@@ -502,7 +509,10 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
             check_image_file(s)
     scope = config_scope(cfg)
     set_test_resolution(cfg, resolution)
-    cap_key, cap = detections_cap(cfg.model.get('test_cfg') or {})
+    # a sliced image's merged instances are not capped (each slice's are)
+    cap_key, cap = (None, None) if slicing.enabled else detections_cap(
+        cfg.model.get('test_cfg') or {})
+    set_test_slicing(cfg, slicing, resolution)
     inferencer = build_inferencer(cfg, checkpoint, device)
     classes = list(inferencer.model.dataset_meta.get('classes') or [])
     palette = class_palette(inferencer.model.dataset_meta, len(classes))
