@@ -3,7 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit head-matrix lint clean
+.PHONY: setup test demo demo-seg demo-crossvit demo-seg-crossvit benchmark-slicing head-matrix \
+	lint clean
 
 DEMO_DET_CONFIG := configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py
 DEMO_DET_DIR := work_dirs/demo_det
@@ -39,6 +40,17 @@ demo-crossvit:
 demo-seg-crossvit:
 	$(MAKE) demo-seg DEMO_SEG_CONFIG=configs/toy/fpn_crossvit-tiny_toy-ade-128x128.py \
 		DEMO_SEG_DIR=work_dirs/demo_seg_crossvit
+
+# Whole image or slices: the demo detector and segmentor (trained first if missing) on
+# generated 3072 px scenes, whole, sliced at 512 and 1024 px and downscaled; table and figure
+# in tools/analysis_tools/results/slicing_toy_cpu.{md,csv,png}.
+benchmark-slicing: setup
+	@test -f $(DEMO_DET_DIR)/last_checkpoint || $(MAKE) demo
+	@test -f $(DEMO_SEG_DIR)/last_checkpoint || $(MAKE) demo-seg
+	$(PY) tools/make_toy_data.py large-scenes data/large_scenes
+	$(PY) tools/analysis_tools/benchmark_slicing.py \
+		--det-checkpoint $$(cat $(DEMO_DET_DIR)/last_checkpoint) \
+		--seg-checkpoint $$(cat $(DEMO_SEG_DIR)/last_checkpoint)
 
 # Every shipped config, and mmdet/mmseg heads we do not ship, through tools/train.py (two
 # iterations) and tools/test.py on the toy data; the table goes to docs/head_matrix.md.
