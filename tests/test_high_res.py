@@ -20,6 +20,7 @@ from xcit_dense.engine.inference import run_inference
 from xcit_dense.engine.resolution import Resolution, parse_resolution, set_test_resolution
 from xcit_dense.models.label_map import banded_label_map
 from xcit_dense.models.pyramid import PyramidLevels
+from xcit_dense.testing.checkpoints import save_model_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIG = os.path.join(ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py')
@@ -264,16 +265,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp('high_res_ckpts')
-    out = {}
-    for kind, config in (('det', DET_CONFIG), ('seg', SEG_CONFIG)):
-        cfg = Config.fromfile(config)
-        torch.manual_seed(0)
-        model = build_analysis_model(cfg)
-        out[kind] = str(folder / f'{kind}.pth')
-        torch.save({'state_dict': model.state_dict(),
-                    'meta': {'dataset_meta': {'classes': list(cfg.metainfo.classes)}}},
-                   out[kind])
-    return out
+    torch.manual_seed(0)
+    return {kind: save_model_checkpoint(config, folder / f'{kind}.pth')
+            for kind, config in (('det', DET_CONFIG), ('seg', SEG_CONFIG))}
 
 
 def _infer(*args, cwd=ROOT):

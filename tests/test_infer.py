@@ -18,7 +18,8 @@ from PIL import Image
 
 import xcit_dense  # noqa: F401
 from xcit_dense.checkpoint import CheckpointMismatchError
-from xcit_dense.engine import UsageError, build_analysis_model
+from xcit_dense.engine import UsageError
+from xcit_dense.testing.checkpoints import save_model_checkpoint
 from xcit_dense.engine.inference import (CANVAS, build_inferencer, load_inference_config,
                                          place_labels, run_inference)
 
@@ -27,21 +28,12 @@ DET_CONFIG = os.path.join(ROOT, 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-sh
 SEG_CONFIG = os.path.join(ROOT, 'configs/toy/fpn_xcit-n12-p8_toy-ade-128x128.py')
 
 
-def save_checkpoint(config, path):
-    """A freshly built model's weights as an mmengine checkpoint with the config's classes."""
-    cfg = Config.fromfile(config)
-    model = build_analysis_model(cfg)
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': list(cfg.metainfo.classes)}}}, path)
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp('infer_ckpts')
     torch.manual_seed(0)
-    return dict(det=save_checkpoint(DET_CONFIG, folder / 'det.pth'),
-                seg=save_checkpoint(SEG_CONFIG, folder / 'seg.pth'))
+    return dict(det=save_model_checkpoint(DET_CONFIG, folder / 'det.pth'),
+                seg=save_model_checkpoint(SEG_CONFIG, folder / 'seg.pth'))
 
 
 @pytest.fixture

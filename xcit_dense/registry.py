@@ -3,8 +3,9 @@
 weight decay, layer-wise learning-rate decay) into mmdet's and mmseg's; subclasses of their
 FPN, RPN head, Semantic FPN decoder and ``EncoderDecoder``, under the same names, whose CPU
 inference of large maps streams (:mod:`xcit_dense.streamed_det`,
-:mod:`xcit_dense.streamed_seg`); mmdet's ``SlicedDetector`` (:mod:`xcit_dense.sliced_det`); the CPU DDP wrapper and training hooks into mmengine's
-MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's reader of paths and URLs.
+:mod:`xcit_dense.streamed_seg`); mmdet's ``SlicedDetector`` (:mod:`xcit_dense.sliced_det`);
+the CPU DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS; and its
+checkpoint reader as mmengine's reader of paths and URLs.
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and

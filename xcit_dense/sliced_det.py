@@ -16,6 +16,7 @@ the data sample instead of its instances).
 Optionally (``whole_scale``, SAHI's ``perform_standard_pred``) the image also runs once whole,
 resized as the config's test pipeline resizes it, and its instances join the merge.
 """
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,12 +49,33 @@ def merge_groups(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
             for k, v in sorted(groups.items(), key=lambda kv: -float(scores[kv[0]]))}
 
 
+class BoxMasks(list):
+    """Instance masks cut to their boxes: one ``(x, y, mask)`` per instance, the mask's
+    top-left pixel at (x, y) of its image. A slice's hundreds of low-score instances then cost
+    their boxes' pixels, not the slice's each."""
+
+    @classmethod
+    def from_bitmaps(cls, masks: torch.Tensor, boxes: torch.Tensor) -> 'BoxMasks':
+        """Full bitmaps (N x H x W) cut to their boxes ``[x1, y1, x2, y2]`` widened by a pixel
+        (mmdet pastes each mask into its box widened so, nothing outside it)."""
+        height, width = masks.shape[-2:]
+        out = cls()
+        for mask, (x1, y1, x2, y2) in zip(masks.bool().cpu(), boxes.tolist()):
+            x1, y1 = max(math.floor(x1) - 1, 0), max(math.floor(y1) - 1, 0)
+            x2, y2 = min(math.ceil(x2) + 1, width), min(math.ceil(y2) + 1, height)
+            out.append((x1, y1, mask[y1:max(y2, y1), x1:max(x2, x1)].clone()))
+        return out
+
+
 def merge_slices(pieces: Sequence[Tuple[Window, InstanceData]], height: int, width: int,
-                 merge: str = 'nmm', threshold: float = 0.5) -> InstanceData:
+                 merge: str = 'nmm', threshold: float = 0.5,
+                 max_per_img: Optional[int] = None) -> InstanceData:
     """Instances of the slices (each with its window; boxes and masks in the slice's
-    coordinates) as instances of the ``height`` x ``width`` image, merged by
-    :func:`merge_groups`: boxes are the union of each group's boxes, masks the union of its
-    masks (full-image bitmaps, as mmdet's detectors return them), scores the highest."""
+    coordinates, masks as bitmaps of the slice or :class:`BoxMasks`) as instances of the
+    ``height`` x ``width`` image, merged by :func:`merge_groups`: boxes are the union of each
+    group's boxes, masks the union of its masks (full-image bitmaps, as mmdet's detectors
+    return them), scores the highest; the ``max_per_img`` best-scored are kept (the detector's
+    own cap per image, which bounds the bitmaps' memory)."""
     boxes, scores, labels, sources = [], [], [], []
     with_masks = any('masks' in inst for _, inst in pieces)
     for p, ((x1, y1, _, _), inst) in enumerate(pieces):
@@ -66,8 +88,8 @@ def merge_slices(pieces: Sequence[Tuple[Window, InstanceData]], height: int, wid
     scores = torch.cat(scores) if scores else torch.zeros(0)
     labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
     groups = merge_groups(boxes, scores, labels, merge, threshold)
+    kept = list(groups)[:max_per_img]
     merged = InstanceData()
-    kept = list(groups)
     merged.bboxes = torch.stack([
         torch.cat([boxes[[k, *groups[k]], :2].min(0).values,
                    boxes[[k, *groups[k]], 2:].max(0).values]) for k in kept]) \
@@ -79,8 +101,11 @@ def merge_slices(pieces: Sequence[Tuple[Window, InstanceData]], height: int, wid
         for row, k in enumerate(kept):
             for index in (k, *groups[k]):
                 p, i = sources[index]
-                (x1, y1, x2, y2), inst = pieces[p]
-                masks[row, y1:y2, x1:x2] |= inst.masks[i].cpu().bool()
+                (ox, oy, _, _), inst = pieces[p]
+                x, y, mask = inst.masks[i] if isinstance(inst.masks, list) else \
+                    (0, 0, inst.masks[i])
+                h, w = mask.shape
+                masks[row, oy + y:oy + y + h, ox + x:ox + x + w] |= mask.cpu().bool()
         merged.masks = masks
     return merged
 
@@ -103,11 +128,15 @@ class SlicedDetector(BaseTTAModel):
         slices_per_batch: Slices per forward pass of the detector.
         whole_scale: If given, ``(long, short)`` sides the image is also resized to (keeping
             its aspect ratio) for one whole-image pass whose instances join the merge.
+        max_per_img: Keep this many merged instances per image, the best-scored (the
+            detector's own ``max_per_img``: :func:`~xcit_dense.engine.slicing.
+            set_test_slicing` passes it); None keeps all.
     """
 
     def __init__(self, module, slice_size: int, overlap: float = 0.2, merge: str = 'nmm',
                  match_threshold: float = 0.5, slices_per_batch: int = 4,
-                 whole_scale: Optional[Sequence[int]] = None, data_preprocessor=None):
+                 whole_scale: Optional[Sequence[int]] = None,
+                 max_per_img: Optional[int] = None, data_preprocessor=None):
         super().__init__(module=module, data_preprocessor=data_preprocessor)
         if merge not in MERGES:
             raise ValueError(f"merge is one of {', '.join(MERGES)}, got {merge!r}")
@@ -115,6 +144,7 @@ class SlicedDetector(BaseTTAModel):
         self.merge, self.match_threshold = merge, float(match_threshold)
         self.slices_per_batch = int(slices_per_batch)
         self.whole_scale = tuple(whole_scale) if whole_scale else None
+        self.max_per_img = max_per_img
 
     def test_step(self, data: dict) -> List[DetDataSample]:
         """Predict each image of a batch of the test pipeline's data (uint8 images at their own
@@ -149,8 +179,12 @@ class SlicedDetector(BaseTTAModel):
         predictions = []
         for start in range(0, len(views), self.slices_per_batch):
             batch = views[start:start + self.slices_per_batch]
-            predictions += self.module.test_step(dict(inputs=[v[0] for v in batch],
-                                                      data_samples=[v[1] for v in batch]))
+            for prediction in self.module.test_step(dict(inputs=[v[0] for v in batch],
+                                                         data_samples=[v[1] for v in batch])):
+                instances = prediction.pred_instances
+                if 'masks' in instances:  # full slice bitmaps, hundreds per slice
+                    instances.masks = BoxMasks.from_bitmaps(instances.masks, instances.bboxes)
+                predictions.append(prediction)
         return predictions
 
     def _whole_view(self, image: torch.Tensor, meta: dict) -> Tuple[torch.Tensor, DetDataSample]:
@@ -175,5 +209,5 @@ class SlicedDetector(BaseTTAModel):
             pieces = [(tuple(p.metainfo['slice_window']), p.pred_instances)
                       for p in predictions]
             merged.append(merge_slices(pieces, height, width, self.merge,
-                                       self.match_threshold))
+                                       self.match_threshold, self.max_per_img))
         return merged

@@ -20,5 +20,5 @@ from .toy_coco_panoptic import generate_toy_coco_panoptic
 from .validate import AnnotationError, check_coco_annotations, load_coco_annotations
 
 __all__ = ['SHAPES', 'TOY_ADE_CLASSES', 'TOY_COCO_PANOPTIC_CLASSES', 'AnnotationError',
-           'check_coco_annotations', 'generate_large_scenes', 'generate_toy_ade', 'generate_toy_coco',
-           'generate_toy_coco_panoptic', 'load_coco_annotations']
+           'check_coco_annotations', 'generate_large_scenes', 'generate_toy_ade',
+           'generate_toy_coco', 'generate_toy_coco_panoptic', 'load_coco_annotations']

@@ -27,7 +27,7 @@ from mmengine.config import Config
 from .build import config_scope
 from .preflight import UsageError, check_checkpoint_exists
 from .resolution import Resolution, set_test_resolution
-from .slicing import Slicing, set_test_slicing
+from .slicing import Slicing, detections_cap, set_test_slicing
 from .weights import load_model_strictly
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
@@ -453,17 +453,6 @@ def output_names(sources: Sequence[str]) -> List[str]:
     return names
 
 
-def detections_cap(test_cfg: Dict) -> Tuple[Optional[str], Optional[int]]:
-    """The key and value of the most detections a detector's ``test_cfg`` keeps per image
-    (``rcnn.max_per_img`` for two-stage detectors, ``max_per_img`` for the others)."""
-    for key in ('rcnn', None):
-        node = test_cfg.get(key) if key else test_cfg
-        if isinstance(node, dict) and node.get('max_per_img') is not None:
-            return (f'model.test_cfg.{key}.max_per_img' if key else
-                    'model.test_cfg.max_per_img'), int(node['max_per_img'])
-    return None, None
-
-
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -509,9 +498,8 @@ def run_inference(config: str, checkpoint: str, source: str, out_dir: Optional[s
             check_image_file(s)
     scope = config_scope(cfg)
     set_test_resolution(cfg, resolution)
-    # a sliced image's merged instances are not capped (each slice's are)
-    cap_key, cap = (None, None) if slicing.enabled else detections_cap(
-        cfg.model.get('test_cfg') or {})
+    cap_key, cap = detections_cap(cfg.model.get('test_cfg') or {})  # also the merged slices'
+
     set_test_slicing(cfg, slicing, resolution)
     inferencer = build_inferencer(cfg, checkpoint, device)
     classes = list(inferencer.model.dataset_meta.get('classes') or [])

@@ -55,10 +55,13 @@ def run_test_tool(config: str, checkpoint: str, options: Sequence[str], work_dir
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
         with open(log) as f:
             tail = f.read()[-3000:]
-        raise RuntimeError(f"{' '.join(command)} failed:\n{tail}")
+        why = f'killed by signal {-code}' + (' (out of memory?)' if code == -9 else '') \
+            if code < 0 else f'exit status {code}'
+        raise RuntimeError(f"{' '.join(command)} failed ({why}):\n{tail}")
     runs = sorted(glob.glob(osp.join(work_dir, '2*', '2*.json')))
     with open(runs[-1]) as f:
         metrics = json.loads(f.read().strip().splitlines()[-1])

@@ -13,7 +13,7 @@ own resolution, and the predictions are put together in the image's coordinates:
   stride)``), which averages the class scores where slices overlap.
 """
 import argparse
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from .build import config_scope
 from .data_check import innermost_dataset
@@ -101,8 +101,21 @@ def set_test_slicing(cfg, slicing: Slicing, resolution: Resolution = Resolution(
                                   crop_size=(slicing.size, slicing.size),
                                   stride=(slicing.stride, slicing.stride))
         return
+    _, cap = detections_cap(cfg.model.get('test_cfg') or {})
     cfg.model = dict(type='SlicedDetector', module=cfg.model, slice_size=slicing.size,
-                     overlap=slicing.overlap, merge=slicing.merge, whole_scale=whole_scale)
+                     overlap=slicing.overlap, merge=slicing.merge, whole_scale=whole_scale,
+                     max_per_img=cap)
+
+
+def detections_cap(test_cfg: Dict) -> Tuple[Optional[str], Optional[int]]:
+    """The key and value of the most detections a detector's ``test_cfg`` keeps per image
+    (``rcnn.max_per_img`` for two-stage detectors, ``max_per_img`` for the others)."""
+    for key in ('rcnn', None):
+        node = test_cfg.get(key) if key else test_cfg
+        if isinstance(node, dict) and node.get('max_per_img') is not None:
+            return (f'model.test_cfg.{key}.max_per_img' if key else
+                    'model.test_cfg.max_per_img'), int(node['max_per_img'])
+    return None, None
 
 
 def _config_test_scale(cfg) -> tuple:
