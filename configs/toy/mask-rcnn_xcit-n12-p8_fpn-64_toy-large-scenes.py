@@ -6,9 +6,10 @@
 _base_ = ['./mask-rcnn_xcit-n12-p8_fpn-64_toy-shapes.py']
 
 data_root = 'data/large_scenes/'
-# a scene holds ~400 objects: mmdet's own proposal and detection limits, not the demo's 100/20
+# a scene holds ~400 objects: mmdet's own proposal limits, not the demo's 100, and 500
+# detections per image, not 20 (each is a bitmap of the whole scene, 9.4 MB at 3072 px)
 model = dict(test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=1000),
-                           rcnn=dict(max_per_img=1000)))
+                           rcnn=dict(max_per_img=500)))
 test_pipeline = [
     dict(type='LoadImageChecked'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),

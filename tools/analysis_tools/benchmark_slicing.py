@@ -8,7 +8,8 @@ ones), mIoU, time per scene and peak memory, as a table and a figure.
         --det-checkpoint $(cat work_dirs/demo_det/last_checkpoint) \\
         --seg-checkpoint $(cat work_dirs/demo_seg/last_checkpoint)
 
-(``make benchmark-slicing`` does all of it, training the demo models first if needed.) Every
+(``make benchmark-slicing`` does all of it, training the demo models first if needed;
+``--scene-sizes 1024 2048 3072 4096`` measures the ways against the scene's size instead.) Every
 way is one run of ``tools/test.py`` in a fresh process (:mod:`xcit_dense.engine.
 slice_benchmark`): "s/scene" is its test loop's time per scene (loading the image included),
 "peak GB" the process's maximum resident memory (runtime, model and data included). Writes
@@ -24,13 +25,14 @@ from typing import Dict, List
 
 import numpy as np
 
+from xcit_dense.datasets import generate_large_scenes
 from xcit_dense.engine import short_errors
 from xcit_dense.engine.slice_benchmark import (box_and_mask_map, colour_labels, run_test_tool,
-                                               way_arguments)
+                                               slice_size_of, way_arguments)
 
 DET_CONFIG = 'configs/toy/mask-rcnn_xcit-n12-p8_fpn-64_toy-large-scenes.py'
 SEG_CONFIG = 'configs/toy/fpn_xcit-n12-p8_toy-large-scenes.py'
-WAYS = ['whole', 'sliced-512', 'sliced-1024', 'downscaled']
+WAYS = ['whole', 'sliced-512', 'sliced-512-nms', 'sliced-1024', 'downscaled']
 RESULTS = osp.join(osp.dirname(osp.abspath(__file__)), 'results', 'slicing_toy_cpu')
 FIGURE_WAYS = ['whole', 'sliced-512', 'downscaled']
 COLUMNS = [('box mAP', 'bbox/all'), ('box, cut by 512', 'bbox/cut-512'),
@@ -51,10 +53,14 @@ def parse_args():
     parser.add_argument('--data', default='data/large_scenes',
                         help='tools/make_toy_data.py large-scenes output')
     parser.add_argument('--ways', nargs='+', default=WAYS, metavar='WAY',
-                        help="whole, downscaled or sliced-SIZE (default: %(default)s)")
+                        help='whole, downscaled, sliced-SIZE (SAHI\'s merge) or sliced-SIZE-nms '
+                        '(default: %(default)s)')
     parser.add_argument('--overlap', type=float, default=0.2)
     parser.add_argument('--work-dir', default='work_dirs/benchmark_slicing')
     parser.add_argument('--out', default=RESULTS, help='write OUT.csv, OUT.md and OUT.png')
+    parser.add_argument('--scene-sizes', type=int, nargs='+', metavar='PIXELS',
+                        help='instead: generate scenes of each size (16.8 MP of them per size) '
+                        'and run the ways on each; writes OUT_by_size.csv and .md')
     return parser.parse_args()
 
 
@@ -73,6 +79,8 @@ def run_detection(args, way: str, slice_sizes: List[int]) -> Dict:
 
 
 def run_segmentation(args, way: str) -> Dict:
+    if way.endswith('-nms'):
+        return {}  # a detection merge: segmentation slices are merged by mmseg's slide
     work_dir = osp.join(args.work_dir, 'seg', way)
     options = way_arguments(way, args.overlap)
     if way in FIGURE_WAYS:
@@ -144,8 +152,10 @@ def draw_figure(args, out: str, tasks: List[str], crop: int = 1280) -> None:
                 results = json.load(open(osp.join(args.work_dir, 'det', way,
                                                   'results.segm.json')))
                 boxes = []
+                n_scored = sum(r['image_id'] == 1 and r['score'] >= 0.3 for r in results)
                 for r in results:
-                    if r['image_id'] != 1 or r['score'] < 0.3:
+                    if r['image_id'] != 1 or r['score'] < 0.3 or \
+                            r['bbox'][0] > crop or r['bbox'][1] > crop:
                         continue
                     m = mask_util.decode(r['segmentation'])[:crop, :crop].astype(bool)
                     panel[m] = 0.5 * panel[m] + 0.5 * palette[r['category_id'] - 1]
@@ -154,7 +164,7 @@ def draw_figure(args, out: str, tasks: List[str], crop: int = 1280) -> None:
                 for (x, y, w, h), colour in boxes:
                     ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, lw=0.8,
                                                edgecolor=colour))
-                ax.set_title(f'Mask R-CNN, {way}: {len(boxes)} instances >= 0.3')
+                ax.set_title(f'Mask R-CNN, {way}: {n_scored} in the scene scored >= 0.3')
             else:
                 samples = mmengine.load(osp.join(args.work_dir, 'seg', way, 'results.pkl'))
                 labels = samples[0]['pred_sem_seg']['data'][0].numpy()[:crop, :crop]
@@ -176,6 +186,23 @@ def draw_figure(args, out: str, tasks: List[str], crop: int = 1280) -> None:
     plt.close(fig)
 
 
+def run_ways(args, tasks: List[str], work_dir: str) -> Dict[str, Dict]:
+    """Every way of ``args.ways`` on the scenes of ``args.data``: a table row per way."""
+    slice_sizes = sorted({slice_size_of(w) for w in args.ways if slice_size_of(w)} | {512, 1024})
+    rows = {}
+    for way in args.ways:
+        row = {}
+        run_args = argparse.Namespace(**dict(vars(args), work_dir=work_dir))
+        if 'det' in tasks:
+            row.update(run_detection(run_args, way, slice_sizes))
+        if 'seg' in tasks:
+            row.update(run_segmentation(run_args, way))
+        rows[way] = row
+        print(way, json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                               for k, v in row.items()}), flush=True)
+    return rows
+
+
 def main():
     args = parse_args()
     tasks = [t for t, ckpt in (('det', args.det_checkpoint), ('seg', args.seg_checkpoint))
@@ -184,19 +211,20 @@ def main():
         raise SystemExit('give --det-checkpoint and/or --seg-checkpoint')
     for way in args.ways:
         way_arguments(way, args.overlap)  # a wrong way fails before any run
-    slice_sizes = sorted({int(w.partition('-')[2]) for w in args.ways if w.startswith('sliced')}
-                         | {512, 1024})
-    rows = {}
-    for way in args.ways:
-        row = {}
-        if 'det' in tasks:
-            row.update(run_detection(args, way, slice_sizes))
-        if 'seg' in tasks:
-            row.update(run_segmentation(args, way))
-        rows[way] = row
-        print(way, json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                               for k, v in row.items()}), flush=True)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if args.scene_sizes:
+        # the same pixels (and about as many objects) at every size: 16.8 MP of scenes
+        rows = {}
+        for size in args.scene_sizes:
+            data = osp.join(args.work_dir, f'scenes_{size}')
+            generate_large_scenes(data, max(1, round((4096 / size) ** 2)), size, seed=0)
+            sized = run_ways(argparse.Namespace(**dict(vars(args), data=data)), tasks,
+                             osp.join(args.work_dir, f'size_{size}'))
+            rows.update({f'{size} px, {way}': row for way, row in sized.items()})
+        print(write_table(rows, args.out + '_by_size'))
+        print(f'wrote {args.out}_by_size.csv, {args.out}_by_size.md')
+        return
+    rows = run_ways(args, tasks, args.work_dir)
     print(write_table(rows, args.out))
     if any(w in args.ways for w in FIGURE_WAYS):
         draw_figure(args, args.out, tasks)

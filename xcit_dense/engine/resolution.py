@@ -6,6 +6,7 @@ image's own size, a stated fraction of it, or a cap on its long side, chosen wit
 The test pipeline's resize transforms are replaced by one
 :class:`~xcit_dense.datasets.transforms.ResizeToResolution`, and a fixed-size ``Pad`` (RTMDet's
 640 x 640 canvas) is dropped: the data preprocessor still pads every batch to its size divisor.
+mmdet's ground-truth masks are loaded as polygons, not as a bitmap of the image per object.
 Predictions are mapped back to the image's own coordinates as with any resize.
 """
 import argparse
@@ -88,6 +89,11 @@ def set_test_resolution(cfg, resolution: Resolution) -> List[dict]:
                 pipeline.append(resize)
         elif name == 'Pad' and transform.get('size') is not None:
             continue  # a fixed canvas (RTMDet's 640 x 640) cannot hold a larger image
+        elif name == 'LoadAnnotations' and transform.get('with_mask'):  # mmdet's
+            # ground-truth masks stay polygons: as bitmaps, each object of a large image
+            # would cost the whole image's pixels (400 at 3072 px: 3.8 GB); the metrics read
+            # the annotation file, not these
+            pipeline.append(dict(transform, poly2mask=False))
         else:
             pipeline.append(transform)
     if resize not in pipeline:

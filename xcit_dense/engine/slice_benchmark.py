@@ -27,15 +27,24 @@ LARGE_SIDE = 512  # objects with a box side over this are "large": no 512 slice 
 
 
 def way_arguments(way: str, overlap: float) -> List[str]:
-    """``tools/test.py`` options of a way: 'whole' (native resolution), 'sliced-SIZE', or
-    'downscaled' (the config's test resize)."""
+    """``tools/test.py`` options of a way: 'whole' (native resolution), 'sliced-SIZE' (SAHI's
+    merge), 'sliced-SIZE-nms' (NMS instead), or 'downscaled' (the config's test resize)."""
     if way == 'whole':
         return ['--resolution', 'native']
     if way == 'downscaled':
         return []
-    if way.startswith('sliced-'):
-        return ['--slice', way.partition('-')[2], '--overlap', str(overlap)]
-    raise ValueError(f"a way is 'whole', 'downscaled' or 'sliced-SIZE', got {way!r}")
+    parts = way.split('-')
+    if parts[0] == 'sliced' and len(parts) in (2, 3) and parts[1].isdigit() and \
+            parts[2:] in ([], ['nms']):
+        return ['--slice', parts[1], '--overlap', str(overlap)] + (
+            ['--slice-merge', 'nms'] if parts[2:] else [])
+    raise ValueError(f"a way is 'whole', 'downscaled', 'sliced-SIZE' or 'sliced-SIZE-nms', "
+                     f'got {way!r}')
+
+
+def slice_size_of(way: str) -> Optional[int]:
+    """The slice size of a 'sliced-SIZE[-nms]' way, None for the others."""
+    return int(way.split('-')[1]) if way.startswith('sliced-') else None
 
 
 def run_test_tool(config: str, checkpoint: str, options: Sequence[str], work_dir: str,
