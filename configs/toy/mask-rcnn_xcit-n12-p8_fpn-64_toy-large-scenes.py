@@ -13,7 +13,8 @@ model = dict(test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=1000),
 test_pipeline = [
     dict(type='LoadImageChecked'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    # polygons, not a 3072 px bitmap per object (CocoMetric reads the annotation file)
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
