@@ -126,7 +126,7 @@ def write_table(rows: List[Dict], largest: Dict[str, Optional[float]], path: str
     plain = {(r['part'], r['model'], r['height'], r['width']): r for r in rows
              if r['option'] == 'plain' and r['part'] != 'fit'}
     lines = ['| part | size | batch | option | time s | peak GB | time / plain | peak / plain |',
-             '|---|---|---|---|---|---|---|---|']
+             '|---|---|---|---|---|---|---|---|'] if rows else []
     for r in rows:
         if r['part'] == 'fit':
             continue
@@ -142,10 +142,11 @@ def write_table(rows: List[Dict], largest: Dict[str, Optional[float]], path: str
             lines.append(f'| {option} | {side:.0f} | {side * side / 1e6:.2f} |' if side
                          else f'| {option} | - | - |')
     if paired:
-        lines += ['', f"Backbone steps taking turns in one process, {paired['height']}x"
-                  f"{paired['width']}, batch {paired['batch']}, {paired['rounds']} rounds: "
-                  'median time, and median ratio to plain in the same round:', '',
-                  '| option | time s | time / plain |', '|---|---|---|']
+        lines += [''] * bool(lines) + [
+            f"Backbone steps taking turns in one process, {paired['height']}x"
+            f"{paired['width']}, batch {paired['batch']}, {paired['rounds']} rounds: "
+            'median time, and median ratio to plain in the same round:', '',
+            '| option | time s | time / plain |', '|---|---|---|']
         lines += [f"| {o} | {v['time_s']:.2f} | {v['ratio']:.3f} |"
                   for o, v in paired['paired'].items()]
     if grads:
@@ -228,7 +229,8 @@ def main():
         writer.writeheader()
         writer.writerows(rows)
     write_table(rows, largest, out + '.md', args.budget_gb, grads, paired)
-    plot(rows, out + '.png')
+    if any(r['part'] == 'backbone' for r in rows):
+        plot(rows, out + '.png')
     print(open(out + '.md').read())
 
 
