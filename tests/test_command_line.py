@@ -122,10 +122,10 @@ def test_launch_scripts_pass_the_tool_its_arguments(tmp_path):
 
 
 def test_readme_says_how_to_run_the_tools_and_where_the_demo_pictures_are():
-    """The README's CPU set-up says how to run the tools in .venv, and names the folder that
-    mmseg's visualizer writes the segmentation demo's pictures to (the toy training tests
-    check that folder)."""
-    with open(os.path.join(ROOT, 'README.md')) as f:
+    """The CPU set-up (docs/get_started.md) says how to run the tools in .venv, and names the
+    folder that mmseg's visualizer writes the segmentation demo's pictures to (the toy training
+    tests check that folder)."""
+    with open(os.path.join(ROOT, 'docs', 'get_started.md')) as f:
         readme = f.read()
     with open(os.path.join(ROOT, 'Makefile')) as f:
         makefile = f.read()

@@ -1,7 +1,7 @@
 """Tests that need a CUDA GPU; skipped, with the reason, wherever none is available.
 
-Run them with ``pytest tests/test_gpu.py`` after the README's GPU set-up (a CUDA build of
-torch and mmcv built with its CUDA ops)."""
+Run them with ``pytest tests/test_gpu.py`` after the GPU set-up of docs/get_started.md (a CUDA
+build of torch and mmcv built with its CUDA ops)."""
 import csv
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """Each preset has the XCiT paper's size (Table 1), and the backbone keeps exactly the
-classification model's trunk plus the pyramid adapters (XCiT and CrossViT); the README's
-preset tables are the generated ones, and their counts the built models'."""
+classification model's trunk plus the pyramid adapters (XCiT and CrossViT); the preset tables
+of docs/backbones.md are the generated ones, and their counts the built models'."""
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from xcit_dense.models.summary import (FAMILIES, README_HEADINGS, backbone_param
                                        markdown_table)
 from xcit_dense.models.xcit import ARCH_ZOO as XCIT_ARCHS
 
-README = Path(__file__).resolve().parents[1] / 'README.md'
+# the page holding the preset tables, under the headings README_HEADINGS names
+README = Path(__file__).resolve().parents[1] / 'docs' / 'backbones.md'
 
 PAPER_MILLIONS = {'nano_12': 3, 'tiny_12': 7, 'tiny_24': 12, 'small_12': 26, 'small_24': 48,
                   'medium_24': 84, 'large_24': 189}
@@ -33,7 +34,7 @@ def test_param_counts(arch, patch_size):
     total = count(ref.parameters())
     assert round(total / 1e6) == PAPER_MILLIONS[arch]
     dropped = count(p for n, p in ref.named_parameters() if n.startswith(DROPPED))
-    # the backbone, built once (on the meta device) for this test and the README's table
+    # the backbone, built once (on the meta device) for this test and the docs' table
     built = backbone_params('xcit', arch, patch_size=patch_size)
     assert built == total - dropped + count(pyramid.parameters())
 
@@ -61,17 +62,17 @@ def test_crossvit_counts_built_on_the_meta_device_are_the_cpu_builds():
 
 
 def readme_table(family):
-    """The lines of the first table under the family's README heading."""
+    """The lines of the first table under the family's heading in docs/backbones.md."""
     lines = README.read_text(encoding='utf-8').splitlines()
     heading = README_HEADINGS[family]
-    assert heading in lines, f'README.md has no heading {heading!r}'
+    assert heading in lines, f'docs/backbones.md has no heading {heading!r}'
     table = []
     for line in lines[lines.index(heading) + 1:]:
         if line.startswith('#') or (table and not line.startswith('|')):
             break
         if line.startswith('|'):
             table.append(line)
-    assert table, f'README.md has no table under {heading!r}'
+    assert table, f'docs/backbones.md has no table under {heading!r}'
     return table
 
 

@@ -112,7 +112,8 @@ def test_benchmark_tool_writes_its_table(tmp_path):
     out = tmp_path / 'training'
     subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_training.py', '--arch',
                     'n12', '--sizes', '96x128', '--options', 'plain', 'selective', '--models',
-                    '--fit-sides', '--paired-rounds', '0', '--runs', '1', '--out', str(out)], check=True)
+                    '--fit-sides', '--paired-rounds', '0', '--runs', '1', '--out', str(out)],
+                   check=True)
     rows = list(csv.DictReader(open(f'{out}.csv')))
     assert [(r['part'], r['option'], r['height'], r['width']) for r in rows] == [
         ('backbone', 'plain', '96', '128'), ('backbone', 'selective', '96', '128')]

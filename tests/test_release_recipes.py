@@ -10,7 +10,8 @@ it in those terms (``optim_wrapper.optimizer`` -> ``optimizer``, ``param_schedul
 ``train_dataloader.batch_size`` -> ``data.samples_per_gpu``) and asserts every field equal.
 
 Where we differ on purpose the release's value stays in the data and the test asserts our value
-explicitly, with the reason (README, sections "Detection (mmdet)" and "Segmentation (mmseg)"):
+explicitly, with the reason (docs/user_guides/train_and_test.md, sections "Detection (mmdet)"
+and "Segmentation (mmseg)"):
 
 * Mask R-CNN precision: the release trained with apex mixed precision (its configs'
   ``DistOptimizerHook(use_fp16=True)`` and ``EpochBasedRunnerAmp``, parts of Swin's code base
@@ -406,8 +407,9 @@ def test_recipe_matches_release(name):
     ours = _our_mask_rcnn(cfg) if name.startswith('mask_rcnn') else _our_segmentor(cfg)
     wrong = _differences(ours, release)
 
-    # Differences on purpose, asserted explicitly (see the module docstring and the README).
-    # 1. Weight decay: our rule, not the release's 'norm' substring rule (the README's
+    # Differences on purpose, asserted explicitly (see the module docstring and
+    # docs/user_guides/train_and_test.md).
+    # 1. Weight decay: our rule, not the release's 'norm' substring rule (the docs'
     #    "Detection"/"Segmentation" recipe paragraphs; test_weight_decay_* below).
     assert wrong.pop('optimizer.paramwise_cfg') == (
         _plain(OUR_PARAMWISE_CFG), _plain(dict(custom_keys=RELEASE_NO_DECAY_KEYS)))
@@ -639,9 +641,9 @@ SEG_REPRESENTATIVES = {
      {'model.neck.in_channels': [128] * 4, 'model.neck.out_channels': 128,
       'model.decode_head.in_channels': [128] * 4}, SEG_REPRESENTATIVES)])
 def test_weight_decay_ours_and_the_releases(name, overrides, representatives):
-    """The README's statement of the difference, checked on real models (an XCiT-N12
-    backbone in the config's detector / segmentor): the release decayed everything but the
-    LayerNorms; we also exempt the BatchNorms (stem, LPI, /16 pyramid, heads), the XCA
+    """The docs' statement of the difference (train_and_test.md), checked on real models (an
+    XCiT-N12 backbone in the config's detector / segmentor): the release decayed everything but
+    the LayerNorms; we also exempt the BatchNorms (stem, LPI, /16 pyramid, heads), the XCA
     temperatures, the LayerScale gammas and the positional encoding; all else decays in both."""
     model, ours, following = _build(name, **overrides)
     base = RELEASE[name]['optimizer']['weight_decay']

@@ -46,7 +46,7 @@ $PIP install --quiet --no-deps "$WHEEL_DIR"/mmcv-*.whl
 $PIP install --quiet -e ".[dev,deploy]" --no-build-isolation
 # panopticapi, imported by mmdet's panoptic annotation loading, PQ evaluation and panoptic
 # inference, is not on PyPI under that name: panopticapi-lite 0.2.0 ships cocodataset/
-# panopticapi's code (see the README). --no-deps: it pins numpy<2 (pip would downgrade numpy
+# panopticapi's code (see docs/get_started.md). --no-deps: it pins numpy<2 (pip would downgrade numpy
 # to 1.26) and asks for scikit-image and matplotlib, none of which its code imports.
 $PIP install --quiet --no-deps "panopticapi-lite==0.2.0"
 echo "$STAMP" > "$VENV/.setup-complete"
