@@ -14,8 +14,12 @@ DEMO_SEG_DIR := work_dirs/demo_seg
 setup:
 	@VENV=$(VENV) bash tools/setup_env.sh
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once); each
+# computes on one thread (tests/conftest.py). TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Generate the toy shapes, train a small XCiT Mask R-CNN on CPU, evaluate bbox/segm mAP with
 # CocoMetric and draw the predictions into $(DEMO_DET_DIR)/*/vis/.

@@ -1,8 +1,17 @@
 import os
 from typing import Optional
 
-import pytest
-import torch
+# `make test` runs pytest-xdist workers (two, one per core here): each worker, and the
+# tools it starts, computes on one thread (two OpenMP teams sharing two cores wait for each
+# other, which makes the chunked loops several times slower).
+if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) > 1:
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) > 1:
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
 @pytest.fixture(autouse=True)

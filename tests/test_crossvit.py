@@ -1,7 +1,6 @@
 """The CrossViT backbone: equivalence with timm, shapes, checkpoints, registry, toy training."""
 import copy
 import math
-import numbers
 import re
 
 import pytest
@@ -340,32 +339,55 @@ def test_type_crossvit_resolves_under_each_default_scope(scope):
     assert isinstance(model, CrossViT) and model.patch_strides == (12, 16)
 
 
-def test_toy_detection_trains_and_gives_numeric_coco_map(toy_cfg, toy_coco_root, tmp_path):
+def test_toy_detection_learns_and_gives_coco_map(toy_cfg, toy_coco_root, tmp_path):
+    """Two steps of the toy Mask R-CNN with CrossViT-Ti from random weights on the same 4
+    images (warm-up off, the config's lr 1e-3 from the start): the second step's loss is
+    clearly below the first's (measured: 4.87 to 3.69, 0.76x; the classification loss 1.49
+    to 0.70, 0.47x), and CocoMetric evaluates the model's masks and boxes. (Its mAP is 0 after
+    two steps, as a fresh model's is: no threshold on it would tell learning apart; the
+    toy validation set has no large objects: the large-object mAPs are -1 exactly.)"""
     from mmengine.runner import Runner
     cfg = toy_cfg('det', toy_coco_root, tmp_path, 'crossvit_det', config=DET_CONFIG)
-    cfg.train_cfg.max_epochs = 1  # 2 iterations of 4 images
-    cfg.train_cfg.val_begin = 2  # validate once, below
+    cfg.train_dataloader.dataset.indices = 4  # one batch: each step on the same images
+    cfg.train_cfg.max_epochs, cfg.train_cfg.val_begin = 2, 3  # validate once, below
+    cfg.param_scheduler[0].start_factor = 1.0  # no warm-up
     cfg.model.test_cfg.rcnn.score_thr = 0.0  # a barely trained model: keep every detection
     runner = Runner.from_cfg(cfg)
     runner.train()
-    losses = runner.message_hub.log_scalars['train/loss'].data[0]
+    hub = runner.message_hub
+    losses = hub.get_scalar('train/loss').data[0]
+    cls_losses = hub.get_scalar('train/loss_cls').data[0]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert losses[1] < 0.85 * losses[0], losses
+    assert cls_losses[1] < 0.6 * cls_losses[0], cls_losses
     metrics = runner.val_loop.run()
-    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
-        assert isinstance(metrics[key], numbers.Real) and 0.0 <= metrics[key] <= 1.0
+    for kind in ('bbox', 'segm'):
+        assert {f'coco/{kind}_mAP', f'coco/{kind}_mAP_50'} <= set(metrics)
+        assert metrics[f'coco/{kind}_mAP_l'] == -1.0
 
 
-def test_toy_segmentation_trains_and_gives_numeric_miou(toy_cfg, toy_ade_root, tmp_path):
+def test_toy_segmentation_learns_and_beats_a_fresh_model(toy_cfg, toy_ade_root, tmp_path):
+    """Two steps of the toy Semantic FPN with CrossViT-Ti from random weights (warm-up off:
+    the config's lr 1e-3 from the start; each step on all 8 training images): the loss falls
+    (measured: 1.33 to 1.19, 0.89x) and the model has learnt the toy data's class prior: its
+    validation mIoU is that of labelling every pixel background (measured: 23.29, exactly
+    that; a fresh model's: 8.74), computed here from the label maps."""
     from mmengine.runner import Runner
+
+    from xcit_dense.testing.oracles import majority_miou
     cfg = toy_cfg('seg', toy_ade_root, tmp_path, 'crossvit_seg', config=SEG_CONFIG)
     cfg.train_cfg.max_iters, cfg.train_cfg.val_begin = 2, 3  # validate once, below
+    cfg.param_scheduler[0].start_factor = 1.0  # no warm-up
     runner = Runner.from_cfg(cfg)
     runner.train()
-    losses = runner.message_hub.log_scalars['train/loss'].data[0]
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert losses[1] < 0.95 * losses[0], losses
     metrics = runner.val_loop.run()
-    assert isinstance(metrics['mIoU'], numbers.Real) and 0.0 <= metrics['mIoU'] <= 100.0
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
+    baseline = majority_miou(toy_ade_root, num_classes=4)
+    assert baseline == pytest.approx(23.29, abs=0.01)
+    assert metrics['mIoU'] > 0.9 * baseline, metrics
 
 
 def test_out_strides_return_only_the_levels_asked_for(randomize):

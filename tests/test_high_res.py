@@ -176,8 +176,10 @@ def test_streamed_detector_equals_the_plain_one(randomize, monkeypatch):
     # and a halo row on each side, in extract_feat and in test_step
     expected = [(max(r - 1, 0), min(r + 9, 88)) for r in range(0, 88, 8)]
     assert bands == expected * 2
-    for a, b in zip(f0, f1):  # the stride-4 level's deconvolution per band: rounding only
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    # the stride-4 level's deconvolution per band: rounding only, which depends on the
+    # number of threads (measured: at most 1.1e-5 on one thread, under 1e-5 on two)
+    for a, b in zip(f0, f1):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=2e-5)
     for maps0, maps1 in zip(r0, r1):
         for a, b in zip(maps0, maps1):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

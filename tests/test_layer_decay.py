@@ -1,8 +1,11 @@
 """Layer-wise learning-rate decay (LayerDecayOptimWrapperConstructor): the learning rate and
 weight decay of every parameter of the ``_lrd`` configs' models (with an XCiT-N12 backbone) and
-of a CrossViT model, against lr = base_lr * decay_rate ** (num_layers - layer) and the
-no-weight-decay rules, both restated here from the parameter names; the errors for a
-``num_layers`` or ``decay_rate`` that does not fit; the printed table of groups."""
+of a CrossViT model, against lr = base_lr * decay_rate ** (num_layers + 1 - layer) (num_layers:
+the backbone's blocks, as mmseg and ViTDet count them) and the no-weight-decay rules, both
+restated here from the parameter names; the same learning rates as mmseg's
+LearningRateDecayOptimizerConstructor; the former num_layers (blocks + 1), accepted with a
+warning; the errors for a ``num_layers`` or ``decay_rate`` that does not fit; the printed
+table of groups."""
 import copy
 import importlib.util
 import os
@@ -75,11 +78,11 @@ TOP = {'pyramid'}  # the backbone's other top-level parts: at the top with the n
 def expected_layer(name, num_layers):
     parts = name.split('.')
     if parts[0] != 'backbone':
-        return num_layers
+        return num_layers + 1
     if parts[1] == 'blocks':
         return int(parts[2]) + 1
     assert parts[1] in LAYER_0 | TOP, f'{name}: a backbone part this test does not know'
-    return 0 if parts[1] in LAYER_0 else num_layers
+    return 0 if parts[1] in LAYER_0 else num_layers + 1
 
 
 # No weight decay: norm layers (norm_decay_mult=0.) and, restated from the backbones'
@@ -101,10 +104,10 @@ def check_every_parameter(model, groups, base_lr, base_wd, decay_rate, num_layer
         assert param.requires_grad, name
         layer = expected_layer(name, num_layers)
         layers.add(layer)
-        lr = base_lr * decay_rate ** (num_layers - layer)
+        lr = base_lr * decay_rate ** (num_layers + 1 - layer)
         assert groups[name][0] == pytest.approx(lr, rel=1e-12, abs=0), name
         assert groups[name][1] == expected_weight_decay(model, name, base_wd), name
-    assert layers == set(range(num_layers + 1))  # every layer has parameters
+    assert layers == set(range(num_layers + 2))  # every layer has parameters
 
 
 @pytest.mark.parametrize('path, decay_rate', [(DET_LRD, 0.7), (SEG_LRD, 0.65)])
@@ -114,12 +117,12 @@ def test_lrd_configs(models, path, decay_rate):
     leaf = _load(path.replace('lrd-', ''))
     assert cfg.optim_wrapper.constructor == 'LayerDecayOptimWrapperConstructor'
     assert cfg.optim_wrapper.paramwise_cfg == dict(
-        leaf.optim_wrapper.paramwise_cfg, decay_rate=decay_rate, num_layers=13)
+        leaf.optim_wrapper.paramwise_cfg, decay_rate=decay_rate, num_layers=12)
     assert cfg.optim_wrapper.optimizer == leaf.optim_wrapper.optimizer
     assert len(model.backbone.blocks) == 12
     groups = _groups(model, cfg.optim_wrapper, config_scope(cfg))
     opt = cfg.optim_wrapper.optimizer
-    check_every_parameter(model, groups, opt.lr, opt.weight_decay, decay_rate, 13)
+    check_every_parameter(model, groups, opt.lr, opt.weight_decay, decay_rate, 12)
     # spot checks of the formula's ends: the stem at decay_rate ** 13, block 11 at decay_rate
     assert groups['backbone.patch_embed.proj.0.0.weight'][0] == pytest.approx(
         opt.lr * decay_rate ** 13)
@@ -135,10 +138,10 @@ def test_crossvit(models):
     assert len(model.backbone.blocks) == 3
     optim_wrapper = copy.deepcopy(cfg.optim_wrapper)
     optim_wrapper.update(LRD)
-    optim_wrapper.paramwise_cfg.update(decay_rate=0.5, num_layers=4)
+    optim_wrapper.paramwise_cfg.update(decay_rate=0.5, num_layers=3)
     groups = _groups(model, optim_wrapper, 'mmdet')
     opt = optim_wrapper.optimizer
-    check_every_parameter(model, groups, opt.lr, opt.weight_decay, 0.5, 4)
+    check_every_parameter(model, groups, opt.lr, opt.weight_decay, 0.5, 3)
     assert groups['backbone.cls_token_1'] == (opt.lr / 16, 0.)
     assert groups['backbone.blocks.2.blocks.0.0.attn.qkv.weight'] == (opt.lr / 2, 0.05)
 
@@ -152,7 +155,7 @@ def test_lr_mult_and_decay_rate_one(models):
     groups = _groups(model, optim_wrapper, 'mmdet')
     opt = optim_wrapper.optimizer
     for name, (lr, wd) in groups.items():
-        layer, custom = expected_layer(name, 13), 'blocks.3.' in name
+        layer, custom = expected_layer(name, 12), 'blocks.3.' in name
         assert lr == pytest.approx(opt.lr * (0.1 if custom else 1.) * 0.7 ** (13 - layer),
                                    rel=1e-12, abs=0), name
         # a custom key overrides norm_decay_mult (mmengine), not the backbone's no-decay list
@@ -162,7 +165,7 @@ def test_lr_mult_and_decay_rate_one(models):
     optim_wrapper = copy.deepcopy(cfg.optim_wrapper)
     optim_wrapper.paramwise_cfg.decay_rate = 1
     groups = _groups(model, optim_wrapper, 'mmdet')
-    check_every_parameter(model, groups, opt.lr, opt.weight_decay, 1., 13)
+    check_every_parameter(model, groups, opt.lr, opt.weight_decay, 1., 12)
     assert {lr for lr, _ in groups.values()} == {opt.lr}
 
 
@@ -179,9 +182,9 @@ def test_num_layers_counts_the_blocks_the_backbone_has():
     model = _Truncated()
     assert len(model.backbone.blocks) == 6
     optim_wrapper = dict(LRD, optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-                         paramwise_cfg=dict(norm_decay_mult=0., decay_rate=0.8, num_layers=7))
+                         paramwise_cfg=dict(norm_decay_mult=0., decay_rate=0.8, num_layers=6))
     groups = _groups(model, optim_wrapper, 'mmdet')
-    check_every_parameter(model, groups, 1e-3, 0.05, 0.8, 7)
+    check_every_parameter(model, groups, 1e-3, 0.05, 0.8, 6)
     assert groups['head.weight'] == (1e-3, 0.05)
 
 
@@ -193,25 +196,26 @@ def _error(model, scope, **paramwise):
     return str(info.value)
 
 
-LAYERS_13 = ('paramwise_cfg.num_layers must be 13 for this XCiT (its 12 blocks + 1: layer 0 is '
-             'the patch embedding, block i is layer i + 1, the pyramid, neck and heads are '
+LAYERS_12 = ('paramwise_cfg.num_layers must be 12 for this XCiT (its number of blocks: layer 0 '
+             'is the patch embedding, block i is layer i + 1, the pyramid, neck and heads are '
              'layer 13), got ')
 
 
 @pytest.mark.parametrize('paramwise, message', [
-    (dict(decay_rate=0.7, num_layers=12),
-     LAYERS_13 + "12; mmseg's and ViTDet's num_layers=12 (blocks only) is num_layers=13 here"),
-    (dict(decay_rate=0.7, num_layers=25), LAYERS_13 + '25'),
-    (dict(decay_rate=0.7), LAYERS_13 + 'None'),
-    (dict(decay_rate=0.7, num_layers=13.), LAYERS_13 + '13.0'),
-    (dict(num_layers=13), 'paramwise_cfg.decay_rate must be a number in (0, 1], got None'),
-    (dict(decay_rate=0, num_layers=13),
+    (dict(decay_rate=0.7, num_layers=11), LAYERS_12 + '11'),
+    (dict(decay_rate=0.7, num_layers=25), LAYERS_12 + '25'),
+    (dict(decay_rate=0.7), LAYERS_12 + 'None'),
+    (dict(decay_rate=0.7, num_layers=12.), LAYERS_12 + '12.0'),
+    (dict(decay_rate=0.7, num_layers=13.), LAYERS_12 + '13.0'),
+    (dict(decay_rate=0.7, num_layers=True), LAYERS_12 + 'True'),
+    (dict(num_layers=12), 'paramwise_cfg.decay_rate must be a number in (0, 1], got None'),
+    (dict(decay_rate=0, num_layers=12),
      'paramwise_cfg.decay_rate must be a number in (0, 1], got 0'),
-    (dict(decay_rate=1.5, num_layers=13),
+    (dict(decay_rate=1.5, num_layers=12),
      'paramwise_cfg.decay_rate must be a number in (0, 1], got 1.5'),
-    (dict(decay_rate='0.7', num_layers=13),
+    (dict(decay_rate='0.7', num_layers=12),
      "paramwise_cfg.decay_rate must be a number in (0, 1], got '0.7'"),
-    (dict(decay_rate=0.7, num_layers=13, decay_type='stage_wise'),
+    (dict(decay_rate=0.7, num_layers=12, decay_type='stage_wise'),
      "paramwise_cfg.decay_type must be 'layer_wise', got 'stage_wise'"),
 ])
 def test_errors(models, paramwise, message):
@@ -220,13 +224,83 @@ def test_errors(models, paramwise, message):
 
 def test_errors_name_the_backbone(models):
     crossvit = models[CROSSVIT_TOY][1]
-    assert _error(crossvit, 'mmdet', decay_rate=0.7, num_layers=13) == (
-        'paramwise_cfg.num_layers must be 4 for this CrossViT (its 3 blocks + 1: layer 0 is the '
-        'patch embedding, block i is layer i + 1, the pyramid, neck and heads are layer 4), '
-        'got 13')
+    assert _error(crossvit, 'mmdet', decay_rate=0.7, num_layers=12) == (
+        'paramwise_cfg.num_layers must be 3 for this CrossViT (its number of blocks: layer 0 is '
+        'the patch embedding, block i is layer i + 1, the pyramid, neck and heads are layer 4), '
+        'got 12')
     assert _error(nn.Sequential(nn.Linear(2, 2)), 'mmdet', decay_rate=0.7, num_layers=1) == (
         'LayerDecayOptimWrapperConstructor needs a backbone with blocks (XCiT, CrossViT), '
         'got NoneType')
+
+
+@pytest.mark.parametrize('path', [DET_LRD, SEG_LRD, CROSSVIT_TOY])
+def test_former_num_layers_warns_and_gives_the_same_learning_rates(models, path):
+    """The blocks + 1 (13 for 12 blocks: what this constructor asked for before) is read as
+    the blocks, with a DeprecationWarning saying what to write; the learning rates are those
+    it gave before: base_lr * decay_rate ** (former num_layers - layer), the top layer being
+    the former num_layers."""
+    cfg, model = models[path]
+    blocks = len(model.backbone.blocks)
+    optim_wrapper = copy.deepcopy(cfg.optim_wrapper)
+    optim_wrapper.update(LRD)
+    optim_wrapper.paramwise_cfg.update(decay_rate=0.7, num_layers=blocks + 1)
+    with pytest.warns(DeprecationWarning, match=re.escape(
+            f'paramwise_cfg.num_layers={blocks + 1} counts the '
+            f"{type(model.backbone).__name__}'s {blocks} blocks + 1, which "
+            f'LayerDecayOptimWrapperConstructor no longer asks for: write '
+            f'num_layers={blocks} (the blocks, as mmseg and ViTDet count them); the learning '
+            'rates are the same.')):
+        former = _groups(model, optim_wrapper, config_scope(cfg))
+    base_lr = optim_wrapper.optimizer.lr
+    for name, (lr, _) in former.items():
+        parts = name.split('.')
+        former_layer = (int(parts[2]) + 1 if parts[:2] == ['backbone', 'blocks'] else
+                        0 if parts[0] == 'backbone' and parts[1] in LAYER_0 else blocks + 1)
+        assert lr == pytest.approx(base_lr * 0.7 ** (blocks + 1 - former_layer), rel=1e-12,
+                                   abs=0), name
+    optim_wrapper.paramwise_cfg.num_layers = blocks
+    assert _groups(model, optim_wrapper, config_scope(cfg)) == former
+
+
+def _as_mmseg_vit_name(name):
+    """An XCiT parameter's name as mmseg's ViT rule (``get_layer_id_for_vit``) reads names:
+    its blocks are ``backbone.layers.i``, its positional encoding the parameter
+    ``backbone.pos_embed`` (XCiT's is a module of several)."""
+    if name.startswith('backbone.pos_embed.'):
+        return 'backbone.pos_embed'
+    return name.replace('backbone.blocks.', 'backbone.layers.', 1)
+
+
+@pytest.mark.parametrize('path', [DET_LRD, SEG_LRD])
+def test_same_learning_rates_as_mmsegs_constructor(models, path, monkeypatch):
+    """The configs' num_layers=12 gives every parameter the learning rate that mmseg's
+    LearningRateDecayOptimizerConstructor gives it with num_layers=12 on the same model. mmseg's
+    constructor serves its BEiT and MAE backbones only (by class name), whose parameters are
+    named as ViT's: the XCiT is presented under such a class name, and its parameter names
+    translated (:func:`_as_mmseg_vit_name`) for mmseg's own layer rule."""
+    from mmseg.engine.optimizers import layer_decay_optimizer_constructor as mmseg_lrd
+    cfg, model = models[path]
+    decay_rate = cfg.optim_wrapper.paramwise_cfg.decay_rate
+    assert cfg.optim_wrapper.paramwise_cfg.num_layers == 12 == len(model.backbone.blocks)
+    ours = _groups(model, cfg.optim_wrapper, config_scope(cfg))
+
+    vit_layer_id = mmseg_lrd.get_layer_id_for_vit
+    monkeypatch.setattr(mmseg_lrd, 'get_layer_id_for_vit',
+                        lambda name, max_layer_id: vit_layer_id(_as_mmseg_vit_name(name),
+                                                                max_layer_id))
+    monkeypatch.setattr(model.backbone, '__class__', type('MAEXCiT', (XCiT,), {}))
+    constructor = mmseg_lrd.LearningRateDecayOptimizerConstructor(
+        dict(type='OptimWrapper', optimizer=dict(cfg.optim_wrapper.optimizer)),
+        dict(num_layers=12, decay_rate=decay_rate, decay_type='layer_wise'))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        optimizer = constructor(model).optimizer
+    mmseg = {id(p): group['lr'] for group in optimizer.param_groups for p in group['params']}
+    names = dict(model.named_parameters())
+    assert set(mmseg) == {id(p) for p in names.values()}
+    for name, param in names.items():
+        assert ours[name][0] == pytest.approx(mmseg[id(param)], rel=1e-12, abs=0), name
+    # every layer, 0 (decay_rate ** 13) to 13 (base_lr), is compared
+    assert {expected_layer(name, 12) for name in names} == set(range(14))
 
 
 def test_print_param_groups(models, capsys):

@@ -1,6 +1,7 @@
 """model-index.yml and its metafiles: well formed, every Config exists and is named after its
 file, and the 24 release dense checkpoints of facebookresearch/xcit are each listed once, on
-the config of their own variant, with the numbers of the release READMEs."""
+the config of their own variant, with exactly the numbers of the release READMEs (``PAPER``
+below, the one copy of them outside the metafiles, which the docs' tables are made from)."""
 import glob
 import os
 import re
@@ -20,7 +21,11 @@ RELEASE = {
     'upernet': (r'upernet_xcit-(\w+)-p(\d+)_8xb2-160k_ade20k-512x512',
                 'ade/upernet_xcit_{}_p{}.pth', {'Iterations': 160000, 'Training Data': 'ADE20K'}),
 }
-# Release READMEs: COCO box AP, mask AP; ADE20k mIoU of Semantic FPN, of UperNet.
+# The independent reference, typed from facebookresearch/xcit's release READMEs (the tables
+# "XCiT + Mask R-CNN models (3x schedule)" of detection/README.md: bbox mAP, mask mAP; "XCiT +
+# Semantic FPN models (80k schedule)" and "XCiT + UperNet models (160k schedule)" of
+# semantic_segmentation/README.md: mIoU), per (size, patch): COCO box AP, mask AP; ADE20k mIoU
+# of Semantic FPN, of UperNet. Every metafile value must equal its entry here.
 PAPER = {('t12', '16'): (42.7, 38.5, 38.1, 41.5), ('t12', '8'): (44.5, 40.3, 39.9, 43.5),
          ('s12', '16'): (45.3, 40.8, 43.9, 45.9), ('s12', '8'): (47.0, 42.3, 44.2, 46.6),
          ('s24', '16'): (46.5, 41.8, 44.6, 46.9), ('s24', '8'): (48.1, 43.0, 47.1, 48.1),
@@ -37,13 +42,21 @@ METAFILES = {path: load(path) for path in INDEX['Import']}
 MODELS = [m for meta in METAFILES.values() for m in meta['Models']]
 
 
-def metrics(model):
-    """{metric name: value} over the model's Results (a list, or one dict)."""
-    results = model['Results']
-    results = results if isinstance(results, list) else [results]
-    for r in results:
-        assert {'Task', 'Dataset', 'Metrics'} <= set(r) and r['Metrics'], model['Name']
-    return {k: v for r in results for k, v in r['Metrics'].items()}
+def release_variant(folder, config):
+    """(size, patch) of a release config of ``folder`` (e.g. ``('s12', '8')``), None for any
+    other config."""
+    match = re.fullmatch(RELEASE[folder][0] + r'\.py', os.path.basename(config))
+    return match.groups() if match else None
+
+
+def paper_results(folder, size, patch):
+    """The Results a metafile must give a release config: the README's numbers, exactly."""
+    box, mask, fpn, upernet = PAPER[size, patch]
+    if folder == 'mask_rcnn':
+        return [dict(Task='Object Detection', Dataset='COCO', Metrics={'box AP': box}),
+                dict(Task='Instance Segmentation', Dataset='COCO', Metrics={'mask AP': mask})]
+    miou = {'sem_fpn': fpn, 'upernet': upernet}[folder]
+    return [dict(Task='Semantic Segmentation', Dataset='ADE20K', Metrics={'mIoU': miou})]
 
 
 def test_index_imports_the_three_metafiles():
@@ -61,7 +74,12 @@ def test_metafile_structure(path):
         assert os.path.dirname(model['Config']) == os.path.dirname(path)
         assert os.path.isfile(os.path.join(ROOT, model['Config'])), model['Config']
         assert model['Name'] == os.path.splitext(os.path.basename(model['Config']))[0]
-        assert all(0 < v < 100 for v in metrics(model).values())
+        # every listed model is a release checkpoint's config, with the release README's
+        # numbers: exactly, per model (its tasks, datasets, metric names and values)
+        folder = os.path.basename(os.path.dirname(path))
+        variant = release_variant(folder, model['Config'])
+        assert variant is not None, model['Config']
+        assert model['Results'] == paper_results(folder, *variant), model['Name']
 
 
 def test_names_and_weights_are_unique():
@@ -73,21 +91,20 @@ def test_names_and_weights_are_unique():
 
 @pytest.mark.parametrize('folder', sorted(RELEASE))
 def test_every_release_config_carries_its_release_weights(folder):
-    pattern, weights, metadata = RELEASE[folder]
+    _, weights, metadata = RELEASE[folder]
     listed = {m['Config']: m for m in MODELS}
     configs = sorted(os.path.relpath(p, ROOT) for p in glob.glob(f'{ROOT}/configs/{folder}/*.py'))
-    found = [c for c in configs if re.fullmatch(pattern + r'\.py', os.path.basename(c))]
+    found = [c for c in configs if release_variant(folder, c)]
     assert len(found) == 8, found
+    # the eight variants of the README, each once
+    assert sorted(release_variant(folder, c) for c in found) == sorted(PAPER)
+    assert sorted(c for c in listed if c.startswith(f'configs/{folder}/')) == found
     for config in found:
-        size, patch = re.fullmatch(pattern + r'\.py', os.path.basename(config)).groups()
-        assert size in SIZES and patch in ('8', '16'), config
+        size, patch = release_variant(folder, config)
         model = listed[config]
         assert model['Weights'] == URL + weights.format(SIZES[size], patch)
         assert {k: model['Metadata'][k] for k in metadata} == metadata
-        box, mask, fpn, upernet = PAPER[size, patch]
-        expected = {'mask_rcnn': {'box AP': box, 'mask AP': mask},
-                    'sem_fpn': {'mIoU': fpn}, 'upernet': {'mIoU': upernet}}[folder]
-        assert metrics(model) == expected, config
+        assert model['Results'] == paper_results(folder, size, patch), config
 
 
 def test_release_config_names_are_aliases_of_the_listed_configs():

@@ -20,6 +20,15 @@ def test_type_xcit_resolves_under_each_default_scope(scope):
     assert isinstance(model, XCiT) and model.out_indices == (2, 5, 8, 11)
 
 
+def test_mask_aware_tta_model_is_registered_in_mmdet():
+    """``tools/test.py --tta`` names it in place of mmdet's DetTTAModel (engine.tta)."""
+    from mmdet.registry import MODELS as DET_MODELS
+
+    from xcit_dense.engine.tta import MASK_TTA_MODEL
+    from xcit_dense.tta_det import DetTTAModelWithMasks
+    assert DET_MODELS.get(MASK_TTA_MODEL) is DetTTAModelWithMasks
+
+
 def test_mmengine_checkpoint_classes_load_with_weights_only(tmp_path):
     from mmengine.config import ConfigDict
     from mmengine.logging import HistoryBuffer

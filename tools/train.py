@@ -18,7 +18,7 @@ from xcit_dense.engine import (add_vis_backends, check_amp_available, check_back
                                check_model_builds, finish_launch, load_run_config,
                                make_resumable, parse_run_args, resolve_resume, setup_launch,
                                short_errors)
-from xcit_dense.engine.launch import VIS_BACKENDS
+from xcit_dense.engine.config import VIS_BACKENDS
 
 
 def parse_args():

@@ -3,9 +3,10 @@
 weight decay, layer-wise learning-rate decay) into mmdet's and mmseg's; subclasses of their
 FPN, RPN head, Semantic FPN decoder and ``EncoderDecoder``, under the same names, whose CPU
 inference of large maps streams (:mod:`xcit_dense.streamed_det`,
-:mod:`xcit_dense.streamed_seg`); mmdet's ``SlicedDetector`` (:mod:`xcit_dense.sliced_det`);
-the CPU DDP wrapper and training hooks into mmengine's MODEL_WRAPPERS and HOOKS; and its
-checkpoint reader as mmengine's reader of paths and URLs.
+:mod:`xcit_dense.streamed_seg`); mmdet's ``SlicedDetector`` (:mod:`xcit_dense.sliced_det`)
+and ``DetTTAModelWithMasks`` (:mod:`xcit_dense.tta_det`); the CPU DDP wrapper and training
+hooks into mmengine's MODEL_WRAPPERS and HOOKS; and its checkpoint reader as mmengine's
+reader of paths and URLs.
 
 Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs only need
 ``custom_imports=dict(imports=['xcit_dense'], allow_failed_imports=False)`` and
@@ -14,6 +15,13 @@ Imported by ``xcit_dense/__init__.py`` when mmengine is installed, so configs on
 """
 import importlib
 
+from mmengine.registry import HOOKS, MODEL_WRAPPERS
+
+from .datasets.transforms import LoadImageChecked, ResizeToResolution
+from .engine.distributed import CPUDistributedDataParallel
+from .engine.hooks import NonFiniteLossHook, RNGStateHook
+from .engine.optim import LayerDecayOptimWrapperConstructor, NoDecayOptimWrapperConstructor
+from .engine.weights import register_checkpoint_readers
 from .models import CrossViT, XCiT
 
 BACKBONES = {'XCiT': XCiT, 'CrossViT': CrossViT}
@@ -23,17 +31,10 @@ def register_all() -> list:
     """Register the backbones, ``LoadImageChecked`` and the optimizer constructors in each
     installed OpenMMLab codebase, and the CPU DDP wrapper, training hooks and checkpoint reader
     in mmengine; returns the codebases' names."""
-    from mmengine.registry import HOOKS, MODEL_WRAPPERS
-
-    from .engine.distributed import CPUDistributedDataParallel
-    from .engine.hooks import NonFiniteLossHook, RNGStateHook
-    from .engine.optim import LayerDecayOptimWrapperConstructor, NoDecayOptimWrapperConstructor
-    from .engine.weights import register_checkpoint_readers
     register_checkpoint_readers()
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel, force=True)
     for hook in (RNGStateHook, NonFiniteLossHook):
         HOOKS.register_module(module=hook, force=True)
-    from .datasets.transforms import LoadImageChecked, ResizeToResolution
     scopes = []
     for scope in ('mmdet', 'mmseg'):
         try:
@@ -50,8 +51,10 @@ def register_all() -> list:
         streamed = importlib.import_module(f'.streamed_{scope[2:]}', __package__)
         for module in streamed.STREAMED_MODULES:
             registries.MODELS.register_module(module=module, force=True)
-        if scope == 'mmdet':  # --slice: detectors run on slices, instances merged
-            from .sliced_det import SlicedDetector
-            registries.MODELS.register_module(module=SlicedDetector, force=True)
+        if scope == 'mmdet':  # modules built on mmdet's, importable only where it is
+            from .sliced_det import SlicedDetector  # --slice: detectors run on slices
+            from .tta_det import DetTTAModelWithMasks  # --tta: masks merged too
+            for module in (SlicedDetector, DetTTAModelWithMasks):
+                registries.MODELS.register_module(module=module, force=True)
         scopes.append(scope)
     return scopes

@@ -21,7 +21,8 @@ from xcit_dense.engine import (build_analysis_model, config_scope, dummy_data_sa
 
 
 def baddbmm_flop_jit(inputs, outputs):
-    """baddbmm(bias, a, b) costs what bmm(a, b) costs (the bias add is not a multiply-add)."""
+    """baddbmm(bias, a, b) costs what bmm(a, b) costs (the bias add is not a multiply-add).
+    Ours: mmengine's default op handles have no ``aten::baddbmm``, which XCA's output is."""
     return bmm_flop_jit(inputs[1:3], outputs)
 
 
@@ -32,6 +33,10 @@ def model_inputs(model, scope: str, H: int, W: int):
 
 
 def count_flops(module, args) -> int:
+    """Multiply-adds of ``module(*args)``, by mmengine's ``FlopAnalyzer`` with our handle for
+    ``aten::baddbmm`` added. (mmengine's ``get_model_complexity_info`` builds its analyzer with
+    the default handles only, so it would miss XCA's output, and traces the model a second
+    time for activations.)"""
     analyzer = FlopAnalyzer(module, args).set_op_handle('aten::baddbmm', baddbmm_flop_jit)
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return analyzer.total()

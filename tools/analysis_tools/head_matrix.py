@@ -210,7 +210,7 @@ def table(results: List[Dict]) -> str:
             error = (r.get('error') or '').strip().splitlines()
             outcome = error[-1] if error else ''
         name = (r['name'] if r['name'] in UNSHIPPED
-                else f"[{os.path.basename(r['name'])}]({r['name']})")
+                else f"[{os.path.basename(r['name'])}](../{r['name']})")
         rows.append(f"| {name} | {r.get('kind', '')} | exit {r['train_rc']} | "
                     f"exit {r['test_rc']} | {outcome.replace('|', '/')} |")
     lines = ['', '## What a user writes', '', 'For each head we do not ship, beside mmdet\'s or '

@@ -10,8 +10,8 @@ from mmengine.registry import DefaultScope, Registry
 from mmengine.structures import BaseDataElement
 from torch import nn
 
+from .errors import UsageError
 from .launch import fall_back_from_sync_bn
-from .preflight import UsageError
 
 SCOPES = ('mmdet', 'mmseg')
 
@@ -54,7 +54,12 @@ def build_analysis_model(config: Union[str, Config]) -> nn.Module:
 def dummy_data_samples(scope: str, height: int, width: int,
                        num: int = 1) -> List[BaseDataElement]:
     """``num`` empty data samples of a codebase (mmdet's ``DetDataSample``, mmseg's
-    ``SegDataSample``) describing an unpadded, unscaled ``height`` x ``width`` image."""
+    ``SegDataSample``) describing an unpadded, unscaled ``height`` x ``width`` image.
+
+    Ours, not mmdet's ``mmdet.testing.demo_mm_inputs``: that one draws a random image of the
+    full size and random ground truth (wasted at the sizes measured here) and describes the
+    image as scaled by 1.1 x 1.2, which moves rescaled predictions; mmseg has no counterpart.
+    """
     if scope == 'mmseg':
         from mmseg.structures import SegDataSample as Sample
     else:

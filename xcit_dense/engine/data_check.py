@@ -40,6 +40,7 @@ import warnings
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..datasets.validate import AnnotationError, _read_json, _sample, check_coco_annotations
+from .errors import DatasetNotFoundError
 
 DATASET_HELP = {
     'CocoDataset': 'COCO 2017 (train2017/, val2017/, annotations/instances_*2017.json)',
@@ -52,10 +53,6 @@ DATASET_HELP = {
 CHECK_VERSION = 1
 CACHE_ENV = 'XCIT_DENSE_DATA_CHECK_CACHE'
 MAX_STAMPS = 256
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A config's dataset files are missing."""
 
 
 def _dataset_paths(dataset: dict) -> List[str]:

@@ -25,7 +25,8 @@ import numpy as np
 from mmengine.config import Config
 
 from .build import config_scope
-from .preflight import UsageError, check_checkpoint_exists
+from .errors import UsageError
+from .preflight import check_checkpoint_exists
 from .resolution import Resolution, set_test_resolution
 from .slicing import Slicing, detections_cap, set_test_slicing
 from .weights import load_model_strictly

@@ -1,10 +1,13 @@
 """Optimizer construction: the backbone says which of its parameters take no weight decay;
 optionally each backbone block learns at its own, layer-wise decayed, rate."""
+import logging
 import re
+import warnings
 from typing import List, Optional, Set, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
 
@@ -65,18 +68,21 @@ _BLOCK = re.compile(r'blocks\.(\d+)\.')
 
 def layer_id(name: str, num_layers: int) -> int:
     """The layer of a parameter for layer-wise learning-rate decay, from its name in the
-    detector or segmentor (``backbone.blocks.3.attn.qkv.weight``): 0 for the backbone's
-    ``patch_embed``, ``pos_embed`` and ``cls_token`` (CrossViT's ``_0``/``_1`` included),
-    ``i + 1`` for ``backbone.blocks.i`` (an XCiT block, a CrossViT multi-scale block), and the
-    top layer ``num_layers`` for everything else (the pyramid, the neck, the heads). The rule
-    is keyed on these name prefixes only, so it serves XCiT and CrossViT alike."""
+    detector or segmentor (``backbone.blocks.3.attn.qkv.weight``) and the backbone's number of
+    blocks ``num_layers``: 0 for the backbone's ``patch_embed``, ``pos_embed`` and
+    ``cls_token`` (CrossViT's ``_0``/``_1`` included), ``i + 1`` for ``backbone.blocks.i`` (an
+    XCiT block, a CrossViT multi-scale block), and the top layer ``num_layers + 1`` for
+    everything else (the pyramid, the neck, the heads), as mmseg's and ViTDet's rules number
+    them. The rule is keyed on these name prefixes only, so it serves XCiT and CrossViT
+    alike."""
+    top = num_layers + 1
     if not name.startswith('backbone.'):
-        return num_layers
+        return top
     rest = name[len('backbone.'):]
     if _STEM.fullmatch(rest.split('.', 1)[0]):
         return 0
     block = _BLOCK.match(rest)
-    return int(block.group(1)) + 1 if block else num_layers
+    return int(block.group(1)) + 1 if block else top
 
 
 def _is_number(value) -> bool:
@@ -88,27 +94,28 @@ class LayerDecayOptimWrapperConstructor(NoDecayOptimWrapperConstructor):
     mmengine's ``paramwise_cfg`` rules and the backbone's ``no_weight_decay()`` still set the
     weight decay): each parameter's learning rate is ::
 
-        lr = base_lr * lr_mult * decay_rate ** (num_layers - layer_id)
+        lr = base_lr * lr_mult * decay_rate ** (num_layers + 1 - layer_id)
 
     where ``lr_mult`` is what mmengine's rules already gave it (``custom_keys``,
     ``bias_lr_mult``; 1 otherwise) and ``layer_id`` is :func:`layer_id`: 0 for the patch
     embedding and positional encoding (CrossViT: also the class tokens), ``i + 1`` for block
-    ``i``, ``num_layers`` for the pyramid, neck and heads, which keep ``base_lr``.
+    ``i``, ``num_layers + 1`` for the pyramid, neck and heads, which keep ``base_lr``.
 
-    ``num_layers`` is the top layer's id: the number of blocks the backbone has plus one
-    (``len(backbone.blocks) + 1``: 13 for a 12-block XCiT, 25 for a 24-block one, 4 for
-    CrossViT). A backbone whose ``out_indices`` end early builds fewer blocks; the count is of
-    the blocks it has. Any other value is an error naming the expected one. mmseg's
-    ``LearningRateDecayOptimizerConstructor``, detectron2's ViTDet (``get_vit_lr_decay_rate``)
-    and mmdet's ViTDet project name the same key but count the blocks only: ``num_layers=12``
-    for ViT-B, heads at layer 13. Our ``num_layers=13`` gives a 12-block backbone mmseg's and
-    detectron2's learning rates. (mmdet's ViTDet project puts its heads at layer 11, one below
-    the last block, ``decay_rate ** 2``: we do not follow that.) ``decay_rate`` must be in
-    (0, 1] (1: no decay). Only ``decay_type='layer_wise'`` exists::
+    ``num_layers`` is the number of blocks the backbone has (``len(backbone.blocks)``: 12 for
+    a 12-block XCiT, 24 for a 24-block one, 3 for CrossViT; a backbone whose ``out_indices``
+    end early builds fewer blocks, and the count is of the blocks it has), as mmseg's
+    ``LearningRateDecayOptimizerConstructor`` and ViTDet (detectron2's
+    ``get_vit_lr_decay_rate``, mmdet's ViTDet project) count it, with their formula: their
+    ``num_layers=12`` for ViT-B is ours for a 12-block XCiT. (mmdet's ViTDet project puts its
+    heads at layer 11, one below the last block, ``decay_rate ** 2``: we do not follow that.)
+    The blocks + 1 (13 for 12 blocks), which this constructor asked for before, is read as
+    the blocks with a ``DeprecationWarning`` (the learning rates are the same); any other value
+    is an error naming the expected one. ``decay_rate`` must be in (0, 1] (1: no decay). Only
+    ``decay_type='layer_wise'`` exists::
 
         optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',
                              paramwise_cfg=dict(norm_decay_mult=0., decay_rate=0.7,
-                                                num_layers=13))
+                                                num_layers=12))
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
@@ -122,28 +129,40 @@ class LayerDecayOptimWrapperConstructor(NoDecayOptimWrapperConstructor):
             raise ValueError(f"paramwise_cfg.decay_type must be 'layer_wise', got {decay_type!r}")
 
     def check_num_layers(self, model: nn.Module) -> int:
-        """``paramwise_cfg.num_layers``, checked against the model's backbone."""
+        """``paramwise_cfg.num_layers``, checked against the model's backbone: its number of
+        blocks. The blocks + 1 (this constructor's former convention) is read as the blocks,
+        with a ``DeprecationWarning``."""
         backbone = getattr(model, 'backbone', None)
         blocks = getattr(backbone, 'blocks', None)
         if not isinstance(blocks, nn.ModuleList):
             raise TypeError(f'{type(self).__name__} needs a backbone with blocks (XCiT, '
                             f'CrossViT), got {type(backbone).__name__}')
-        expected, num_layers = len(blocks) + 1, self.paramwise_cfg.get('num_layers')
-        if num_layers != expected or not isinstance(num_layers, int):
-            hint = (f"; mmseg's and ViTDet's num_layers={num_layers} (blocks only) is "
-                    f'num_layers={expected} here' if num_layers == len(blocks) else '')
+        expected, num_layers = len(blocks), self.paramwise_cfg.get('num_layers')
+        valid = isinstance(num_layers, int) and not isinstance(num_layers, bool)
+        if valid and num_layers == expected + 1:
+            message = (f'paramwise_cfg.num_layers={num_layers} counts the '
+                       f"{type(backbone).__name__}'s {expected} blocks + 1, which "
+                       f'{type(self).__name__} no longer asks for: write '
+                       f'num_layers={expected} (the blocks, as mmseg and ViTDet count them); '
+                       'the learning rates are the same.')
+            warnings.warn(message, DeprecationWarning)
+            # Python hides DeprecationWarnings raised outside __main__: the run's log says it
+            print_log(message, logger='current', level=logging.WARNING)
+            return expected
+        if not valid or num_layers != expected:
             raise ValueError(
                 f'paramwise_cfg.num_layers must be {expected} for this {type(backbone).__name__}'
-                f' (its {len(blocks)} blocks + 1: layer 0 is the patch embedding, block i is '
-                f'layer i + 1, the pyramid, neck and heads are layer {expected}), got '
-                f'{num_layers!r}{hint}')
+                f' (its number of blocks: layer 0 is the patch embedding, block i is layer '
+                f'i + 1, the pyramid, neck and heads are layer {expected + 1}), got '
+                f'{num_layers!r}')
         return num_layers
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         inner = getattr(model, 'module', model)
         num_layers = self.check_num_layers(inner)
-        self._lr_scales = {id(p): self.decay_rate ** (num_layers - layer_id(n, num_layers))
-                           for n, p in inner.named_parameters()}
+        self._lr_scales = {
+            id(p): self.decay_rate ** (num_layers + 1 - layer_id(n, num_layers))
+            for n, p in inner.named_parameters()}
         return super().__call__(model)
 
     def finish_groups(self, params: List[dict]) -> None:

@@ -13,7 +13,7 @@ import argparse
 from typing import List, NamedTuple, Optional
 
 from .data_check import innermost_dataset
-from .preflight import UsageError
+from .errors import UsageError
 
 # Transforms that set the test scale (any scope: 'Resize' and 'mmdet.Resize' alike).
 RESIZE_TRANSFORMS = ('Resize', 'RandomResize', 'RandomChoiceResize', 'FixShapeResize',

@@ -17,7 +17,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 from .build import config_scope
 from .data_check import innermost_dataset
-from .preflight import UsageError
+from .errors import UsageError
 from .resolution import RESIZE_TRANSFORMS, Resolution, set_test_resolution
 
 

@@ -9,19 +9,24 @@ from mmengine.runner import CheckpointLoader
 
 from ..checkpoint import (CheckpointMismatchError, CheckpointReadError, describe_checkpoint,
                           load_state_dict_file)
-from .preflight import UsageError
+from .data_check import job_rank
+from .errors import UsageError
+from .preflight import check_model_builds
 
 
 def load_from_local(filename: str, map_location: Any = None) -> Dict:
     """mmengine's reader for local files, replaced by xcit_dense's: weights_only loading,
-    ``.safetensors`` files, errors that name the file."""
+    ``.safetensors`` files, errors that name the file. Ours: mmengine's leaves
+    ``weights_only`` to torch's default (off before torch 2.6), reads no safetensors and its
+    errors do not name the file."""
     return load_state_dict_file(filename, map_location=map_location or 'cpu')
 
 
 def load_from_http(filename: str, map_location: Any = None) -> Dict:
     """mmengine's reader for http(s) URLs, replaced by xcit_dense's: the file is downloaded
     once into torch's hub cache (by the first process of a distributed run while the others
-    wait), read like a local file, and a failed download names the URL and the reason."""
+    wait), read like a local file, and a failed download names the URL and the reason. Ours:
+    mmengine's has the same gaps as its local reader's (see :func:`load_from_local`)."""
     rank, world_size = get_dist_info()
     if rank == 0:
         checkpoint = load_state_dict_file(filename, map_location=map_location or 'cpu')
@@ -106,8 +111,6 @@ def check_test_checkpoint(cfg, path: str) -> Optional[str]:
         CheckpointMismatchError: It does not fit the model; names it, as
             :func:`checkpoint_mismatch`.
     """
-    from .data_check import job_rank
-    from .preflight import check_model_builds
     if job_rank() != 0:
         drop_ema_hooks(cfg, {})
         return None

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .base import DenseBackbone
 from .streaming import RowSource, _acts_per_pixel, can_stream
 
 # Output elements (channels x rows x columns) of a band: a few MB, in the last-level cache.
@@ -185,7 +186,6 @@ class StreamedFeatures:
     exists in full. Otherwise, and in training, the codebase's own ``extract_feat``."""
 
     def extract_feat(self, inputs: torch.Tensor) -> tuple:
-        from .base import DenseBackbone  # base imports the pyramid, which imports this module
         neck = getattr(self, 'neck', None)
         backbone = self.backbone
         if not (isinstance(backbone, DenseBackbone) and isinstance(neck, BandedFPN)
