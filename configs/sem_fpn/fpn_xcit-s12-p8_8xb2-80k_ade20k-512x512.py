@@ -6,5 +6,4 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     '../_base_/default_runtime.py',
 ]
-crop_size = (512, 512)
-model = dict(data_preprocessor=dict(size=crop_size))
+model = dict(data_preprocessor=dict(size={{_base_.crop_size}}))  # mmseg's ADE20k crop
